@@ -1,0 +1,62 @@
+"""Model registry: lowercase name -> Flax Linen module class.
+
+Every registered model shares one contract (STYLE.md)::
+
+    pred, features = model.apply(variables, x, x_mark, y_mark, train=False)
+    # x: [B, L, C], x_mark: [B, L, F], y_mark: [B, S + H, F]
+    # pred: [B, H, C]; features["hidden"]: [B, C, model.feature_dim]
+
+and the constructor fields ``seq_len``, ``label_len``, ``pred_len`` and ``enc_in`` (channels),
+filled from the data; every other field comes from ``config.model``.
+"""
+
+import dataclasses
+
+from timedistill_jax.errors import ConfigError, unknown_name
+
+REGISTRY: dict = {}
+STUDENTS = ("mlp", "dmlp")
+
+
+def register(name: str):
+  """Class decorator adding a model to :data:`REGISTRY` under ``name``."""
+
+  def wrap(cls):
+    if name in REGISTRY:
+      raise RuntimeError(f"model {name!r} registered twice")
+    REGISTRY[name] = cls
+    return cls
+
+  return wrap
+
+
+def model_fields(name: str) -> tuple:
+  """The hyperparameter names a model accepts (besides the data-given ones)."""
+  cls = get_model_class(name)
+  data_given = {"seq_len", "label_len", "pred_len", "enc_in", "parent", "name"}
+  return tuple(f.name for f in dataclasses.fields(cls) if f.name not in data_given)
+
+
+def get_model_class(name: str):
+  if name not in REGISTRY:
+    raise unknown_name("model", name, REGISTRY)
+  return REGISTRY[name]
+
+
+def build_model(model_config, *, seq_len: int, label_len: int, pred_len: int, enc_in: int):
+  """Builds ``model_config.name`` with the data-given sizes and the config's hyperparameters."""
+  cfg = dict(model_config)
+  name = cfg.pop("name")
+  cls = get_model_class(name)
+  allowed = set(model_fields(name))
+  extra = sorted(set(cfg) - allowed)
+  if extra:
+    raise ConfigError(
+        f"model {name!r} has no setting(s) {', '.join(extra)}; it accepts: "
+        f"{', '.join(sorted(allowed))}. Remove them from config.model.")
+  return cls(seq_len=seq_len, label_len=label_len, pred_len=pred_len, enc_in=enc_in, **cfg)
+
+
+# Importing the modules fills the registry.
+from timedistill_jax.models import student  # noqa: E402,F401
+from timedistill_jax.models import teachers  # noqa: E402,F401

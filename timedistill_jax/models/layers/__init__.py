@@ -1,0 +1,1 @@
+"""Building blocks shared by the student and the teachers, each written once."""

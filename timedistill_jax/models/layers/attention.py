@@ -1,0 +1,41 @@
+"""Full multi-head attention, as Time-Series-Library's ``AttentionLayer(FullAttention(...))``.
+
+Query, key and value projections ``Linear(d_model -> n_heads * d_head)`` with bias, scaled
+dot-product attention with scale ``1 / sqrt(d_head)``, dropout on the attention weights, and an
+output projection ``Linear(n_heads * d_head -> d_model)``. As in the reference, ``d_head =
+d_model // n_heads``; when ``n_heads`` does not divide ``d_model`` the projections are simply
+narrower than ``d_model`` (the parameter count then matches PyTorch's).
+"""
+
+import jax.numpy as jnp
+import flax.linen as nn
+
+from timedistill_jax.errors import ConfigError
+from timedistill_jax.models.layers.linear import Linear
+
+
+class MultiHeadAttention(nn.Module):
+  """``(queries [B, N, D], keys [B, S, D], values [B, S, D]) -> [B, N, D]``, no mask."""
+
+  d_model: int
+  n_heads: int
+  attention_dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, queries, keys, values, *, train: bool):
+    d_head = self.d_model // self.n_heads
+    if d_head < 1:
+      raise ConfigError(
+          f"n_heads={self.n_heads} exceeds d_model={self.d_model}; use n_heads <= d_model.")
+    split = lambda t: t.reshape(t.shape[:-1] + (self.n_heads, d_head))
+    q = split(Linear(self.n_heads * d_head, name="query")(queries))  # [B, N, h, E]
+    k = split(Linear(self.n_heads * d_head, name="key")(keys))  # [B, S, h, E]
+    v = split(Linear(self.n_heads * d_head, name="value")(values))  # [B, S, h, E]
+
+    scores = jnp.einsum("bnhe,bshe->bhns", q, k)  # [B, h, N, S]
+    # Softmax in float32 so that a low-precision model does not lose the attention's tail.
+    weights = nn.softmax(scores.astype(jnp.float32) / jnp.sqrt(d_head), axis=-1)
+    weights = nn.Dropout(self.attention_dropout, deterministic=not train)(weights)
+    out = jnp.einsum("bhns,bshe->bnhe", weights.astype(v.dtype), v)  # [B, N, h, E]
+    out = out.reshape(out.shape[:-2] + (self.n_heads * d_head,))  # [B, N, h * E]
+    return Linear(self.d_model, name="out")(out)  # [B, N, D]
