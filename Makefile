@@ -1,0 +1,23 @@
+# make demo: the ETTh1 story (teacher, MLP, distilled MLP) with a results table.
+# make test: the test suite. Both create .venv and install the package when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test,plots]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m timedistill_jax.demo --workdir runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf runs .pytest_cache

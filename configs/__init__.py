@@ -1,0 +1,1 @@
+"""Experiment configs: ``get_config(arg)`` files, run as ``--config configs/<file>.py:<arg>``."""

@@ -1,0 +1,30 @@
+"""timedistill_jax: TimeDistill (arXiv 2502.15016) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="timedistill_jax",
+    version="0.1.0",
+    description="TimeDistill: distilling long-term forecasters into an MLP, in JAX/Flax.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["timedistill_jax", "timedistill_jax.*"]),
+    install_requires=[
+        "jax>=0.5.0",
+        "flax>=0.10.0",
+        "optax>=0.2.3",
+        "orbax-checkpoint>=0.11.0",
+        "numpy>=1.24",
+        "pandas>=2.0",
+        "ml-collections>=0.1.1",
+        "absl-py>=1.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "chex>=0.1.87"],
+        "torch": ["torch>=2.0"],
+        "plots": ["matplotlib>=3.7"],
+    },
+    entry_points={"console_scripts": ["timedistill=timedistill_jax.__main__:_entry"]},
+)

@@ -1,0 +1,193 @@
+"""Orbax checkpoints: arrays plus JSON metadata, verified on restore.
+
+Layout of a run's workdir::
+
+    checkpoints/latest/<step>/{state, metadata}   # for resuming: the whole TrainState
+    checkpoints/best/<step>/{state, metadata}     # best validation so far: what gets evaluated
+
+Each step is one Orbax composite item: ``state`` (a pytree of arrays, restored into an abstract
+target built with ``jax.eval_shape``) and ``metadata`` (JSON: the full config, the dataset's
+scaler statistics, the metrics at save time, ``arrays_sha256`` over the array contents and
+``files_sha256`` over the saved files). Restoring checks both hashes, so a flipped byte is
+reported instead of being restored as garbage.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from timedistill_jax.errors import CheckpointError
+
+_METADATA_FILE = ("metadata", "metadata")  # where Orbax's JsonSave puts the JSON in a step
+
+
+def tree_sha256(tree) -> str:
+  """sha256 over a pytree's leaf paths, dtypes, shapes and bytes (host order, deterministic)."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    arr = np.asarray(jax.device_get(leaf))
+    h.update(jax.tree_util.keystr(path).encode())
+    h.update(f"{arr.dtype.str}{arr.shape}".encode())
+    h.update(np.ascontiguousarray(arr).tobytes())
+  return h.hexdigest()
+
+
+def files_sha256(directory: Path) -> dict:
+  """sha256 of every file below ``directory``, keyed by relative path."""
+  out = {}
+  for root, _, files in os.walk(directory):
+    for name in sorted(files):
+      path = Path(root) / name
+      out[str(path.relative_to(directory))] = hashlib.sha256(path.read_bytes()).hexdigest()
+  return dict(sorted(out.items()))
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+  os.replace(tmp, path)
+
+
+class CheckpointStore:
+  """One Orbax ``CheckpointManager`` (``latest`` or ``best``) with integrity metadata."""
+
+  def __init__(self, directory, *, max_to_keep: int = 1, create: bool = True):
+    self.directory = Path(directory).absolute()
+    if not create and not self.directory.exists():
+      raise CheckpointError(f"no checkpoints at {self.directory}")
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=False),
+        item_names=("state", "metadata"))
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def close(self) -> None:
+    self._manager.close()
+
+  def all_steps(self) -> list:
+    return list(self._manager.all_steps())
+
+  def latest_step(self):
+    return self._manager.latest_step()
+
+  def save(self, step: int, state_tree, metadata: dict) -> None:
+    """Saves ``state_tree`` and ``metadata`` as step ``step``; adds the two hashes."""
+    state_tree = jax.device_get(state_tree)
+    metadata = dict(metadata, step=int(step), arrays_sha256=tree_sha256(state_tree))
+    self._manager.save(
+        int(step),
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state_tree), metadata=ocp.args.JsonSave(metadata)),
+        force=True)
+    self._manager.wait_until_finished()
+    step_dir = self.directory / str(int(step))
+    metadata["files_sha256"] = files_sha256(step_dir / "state")
+    _atomic_write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
+
+  def update_metadata(self, step, extra: dict) -> None:
+    """Adds ``extra`` to a saved step's metadata (e.g. test metrics known after saving)."""
+    step = self._resolve(step)
+    metadata = self.read_metadata(step) | extra
+    _atomic_write_json(self.directory.joinpath(str(step), *_METADATA_FILE), metadata)
+
+  def read_metadata(self, step=None) -> dict:
+    step = self._resolve(step)
+    path = self.directory.joinpath(str(step), *_METADATA_FILE)
+    try:
+      return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+      raise CheckpointError(
+          f"checkpoint metadata {path} is missing or unreadable ({e}); the checkpoint is "
+          "damaged: retrain, or remove this step to fall back to an older one.") from e
+
+  def restore(self, abstract_tree, step=None):
+    """Restores step ``step`` (default: latest) into ``abstract_tree``; returns (tree, metadata).
+
+    ``abstract_tree`` is a pytree of ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape``).
+    """
+    step = self._resolve(step)
+    metadata = self.read_metadata(step)
+    where = self.directory / str(step)
+    expected = metadata.get("files_sha256")
+    if expected is not None and files_sha256(where / "state") != expected:
+      raise CheckpointError(
+          f"checkpoint {where} is damaged: its files do not match the sha256 recorded at save "
+          "time. Retrain, or remove this step to fall back to an older one.")
+    try:
+      restored = self._manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_tree)))
+    except Exception as e:  # Orbax/tensorstore raise many types for a bad or mismatched tree
+      raise CheckpointError(
+          f"could not restore {where}: {type(e).__name__}: {str(e)[:500]}. The checkpoint is "
+          "damaged or was written for another model or config.") from e
+    tree = restored.state
+    if tree_sha256(tree) != metadata["arrays_sha256"]:
+      raise CheckpointError(
+          f"checkpoint {where} restored different values than were saved (sha256 mismatch); "
+          "it is damaged. Retrain, or remove this step to fall back to an older one.")
+    return tree, metadata
+
+  def _resolve(self, step):
+    if step is None:
+      step = self.latest_step()
+    if step is None:
+      raise CheckpointError(f"no checkpoint saved in {self.directory} yet.")
+    return int(step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+  """A trained model restored from its run's ``best`` checkpoint, ready for ``apply``."""
+
+  model: Any
+  variables: dict
+  metadata: dict
+  workdir: str
+
+
+def load_teacher(workdir, *, check: Callable[[dict], None] | None = None) -> Teacher:
+  """Rebuilds a model from its workdir's best checkpoint alone (config and data sizes are in
+  the metadata). ``check(metadata)`` may refuse it before anything is built or restored."""
+  from timedistill_jax.models import build_model  # models import nothing from here
+
+  best = Path(workdir) / "checkpoints" / "best"
+  if not best.is_dir():
+    raise CheckpointError(
+        f"{workdir} holds no trained model ({best} is missing). Train a teacher first, e.g. "
+        "python -m timedistill_jax --config configs/teacher.py:dataset=etth1,pred_len=96 "
+        f"--workdir {workdir}")
+  with CheckpointStore(best, create=False) as store:
+    metadata = store.read_metadata()
+    if check is not None:
+      check(metadata)
+    cfg = ml_collections.ConfigDict(metadata["config"])
+    d, data = cfg.data, metadata["data"]
+    model = build_model(cfg.model, seq_len=d.seq_len, label_len=d.label_len,
+                        pred_len=d.pred_len, enc_in=data["num_channels"])
+    f = data["num_time_features"]
+    shapes = (jnp.zeros((1, d.seq_len, data["num_channels"])), jnp.zeros((1, d.seq_len, f)),
+              jnp.zeros((1, d.label_len + d.pred_len, f)))
+    abstract_vars = jax.eval_shape(
+        lambda: model.init(jax.random.PRNGKey(0), *shapes, train=False, mask=jnp.ones(1)))
+    abstract = {"params": {"model": abstract_vars["params"]},
+                "batch_stats": abstract_vars.get("batch_stats", {})}
+    tree, metadata = store.restore(abstract)
+  variables = {"params": tree["params"]["model"]}
+  if tree["batch_stats"]:
+    variables["batch_stats"] = tree["batch_stats"]
+  return Teacher(model=model, variables=variables, metadata=metadata, workdir=str(workdir))

@@ -1,0 +1,78 @@
+"""The training state and the optimiser (Adam with the reference's learning-rate schedules)."""
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from timedistill_jax.errors import unknown_name
+
+SCHEDULES = ("type1", "constant", "cosine")
+
+
+class TrainState(struct.PyTreeNode):
+  """Everything a step changes. ``params`` is ``{"model": ..., ["regressors": [...]]}``.
+
+  The teacher is never in here: it is an explicit argument of ``distill_step``.
+  """
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+
+  def apply_gradients(self, grads, **changes):
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    params = optax.apply_updates(self.params, updates)
+    return self.replace(step=self.step + 1, params=params, opt_state=opt_state, **changes)
+
+  def checkpoint_tree(self) -> dict:
+    """The arrays to save (the static optimiser definition is rebuilt from the config)."""
+    return {"step": self.step, "params": self.params, "batch_stats": self.batch_stats,
+            "opt_state": self.opt_state, "rng": self.rng}
+
+  def from_checkpoint_tree(self, tree: dict) -> "TrainState":
+    return self.replace(**tree)
+
+
+def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
+  """Learning rate as a function of the optimiser step.
+
+  ``type1`` is the reference's ``adjust_learning_rate``: after epoch e (1-based) the rate becomes
+  lr * 0.5 ** (e - 1), so epochs 1 and 2 run at lr and 0-based epoch k >= 1 at lr * 0.5 ** (k - 1).
+  """
+  lr = float(optim_config.lr)
+  name = optim_config.schedule
+  if name == "type1":
+    def schedule(count):
+      epoch = count // steps_per_epoch
+      return lr * 0.5 ** jnp.maximum(epoch - 1, 0).astype(jnp.float32)
+    return schedule
+  if name == "constant":
+    return optax.constant_schedule(lr)
+  if name == "cosine":
+    return optax.cosine_decay_schedule(lr, decay_steps=max(1, steps_per_epoch * epochs))
+  raise unknown_name("learning-rate schedule", name, SCHEDULES)
+
+
+def make_optimizer(optim_config, steps_per_epoch: int, epochs: int):
+  """Adam as ``torch.optim.Adam`` (L2 weight decay added to the gradient, eps 1e-8)."""
+  schedule = make_schedule(optim_config, steps_per_epoch, epochs)
+  adam = optax.adam(schedule, b1=0.9, b2=0.999, eps=1e-8)
+  if optim_config.weight_decay:
+    return optax.chain(optax.add_decayed_weights(float(optim_config.weight_decay)), adam)
+  return adam
+
+
+def create_train_state(params, batch_stats, tx, rng) -> TrainState:
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=tx.init(params), rng=rng, tx=tx)
+
+
+def learning_rate(optim_config, steps_per_epoch: int, epochs: int, step: int) -> float:
+  """The rate the optimiser uses at ``step`` (for logging)."""
+  return float(make_schedule(optim_config, steps_per_epoch, epochs)(step))

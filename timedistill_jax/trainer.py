@@ -1,0 +1,243 @@
+"""``train_and_evaluate``: epochs, learning-rate schedule, early stopping, logs, checkpoints.
+
+One loop serves every run kind (a teacher, the student alone, the distilled student): the kind
+only decides how the state is built and which jitted step runs (see ``distill.py``). The loop
+
+* validates the config and loads the data before anything is compiled or written;
+* trains with a seeded per-epoch shuffle, showing a progress bar with the live loss;
+* evaluates validation MSE over every window each epoch, keeps ``best`` and ``latest``
+  checkpoints apart, and stops early with the reference's patience rule (strict improvement);
+* restores the best state, evaluates it on every test window and writes ``results.json``;
+* resumes from the ``latest`` checkpoint of its workdir when restarted.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from timedistill_jax import checkpoints, steps
+from timedistill_jax.data import iterate_batches, load_dataset, num_batches
+from timedistill_jax.metrics import MetricAccumulator
+from timedistill_jax.models import build_model
+from timedistill_jax.models.student import count_params
+from timedistill_jax.train_state import create_train_state, learning_rate, make_optimizer
+from timedistill_jax.validation import validate_config
+
+STEP_KEYS = ("x", "y", "x_mark", "y_mark", "mask")
+
+
+def host_batch(batch: dict) -> dict:
+  """The arrays a step takes (window indices stay on the host)."""
+  return {k: batch[k] for k in STEP_KEYS}
+
+
+def load_splits(config):
+  d = config.data
+  return load_dataset(
+      d.name, seq_len=d.seq_len, label_len=d.label_len, pred_len=d.pred_len,
+      data_dir=d.data_dir or None, features=d.features, target=d.target, freq=d.freq,
+      path=d.path or None)
+
+
+def f_dim_of(config) -> int:
+  """The reference's ``f_dim``: MS forecasts all channels but scores only the last (target)."""
+  return -1 if config.data.features == "MS" else 0
+
+
+def sample_batch(splits, size: int = 1) -> dict:
+  """A batch of the first ``size`` training windows (for initialisation and timing)."""
+  batch = splits.train.get_batch(np.arange(size))
+  return host_batch(batch | {"mask": np.ones(size, np.float32)})
+
+
+def init_variables(model, splits, rng):
+  """Initialises ``model`` on one batch of the split's shapes."""
+  sample = sample_batch(splits)
+  return jax.jit(lambda r: model.init(
+      {"params": r, "dropout": r}, sample["x"], sample["x_mark"], sample["y_mark"], train=False,
+      mask=sample["mask"]))(rng)
+
+
+@dataclasses.dataclass
+class Run:
+  """What the loop needs from a run kind."""
+
+  model: object  # the Flax module that is evaluated and saved (teacher or student)
+  state: object  # TrainState
+  step_fn: Callable  # (state, host batch with "index") -> (state, metrics); state donated
+  eval_fn: Callable  # (variables, batch) -> error sums; jitted
+  metadata: dict  # extra JSON for checkpoints and results (teacher info, ...)
+
+
+def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0) -> dict:
+  """Metrics over every window of ``split`` (the padded last batch is masked)."""
+  acc = MetricAccumulator()
+  for b, batch in enumerate(iterate_batches(split, batch_size)):
+    if max_batches and b >= max_batches:
+      break
+    acc.add(eval_fn(variables, host_batch(batch)))
+  return acc.result()
+
+
+def build_student_run(config, splits) -> Run:
+  """A model trained on the data alone (the student baseline, or a teacher)."""
+  model = build_model(config.model, seq_len=config.data.seq_len,
+                      label_len=config.data.label_len, pred_len=config.data.pred_len,
+                      enc_in=splits.num_channels)
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, state_rng = jax.random.split(rng)
+  variables = init_variables(model, splits, init_rng)
+  tx = make_optimizer(config.optim, steps_per_epoch(config, splits), config.train.epochs)
+  state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
+                             tx, state_rng)
+  kw = dict(pred_len=config.data.pred_len, f_dim=f_dim_of(config))
+  train_step = steps.jit_train_step(model, **kw)
+  return Run(model=model, state=state,
+             step_fn=lambda state, batch: train_step(state, host_batch(batch)),
+             eval_fn=steps.jit_eval_step(model, **kw), metadata={})
+
+
+def steps_per_epoch(config, splits) -> int:
+  n = num_batches(splits.train, config.data.batch_size)
+  cap = config.train.max_steps_per_epoch
+  return min(n, cap) if cap else n
+
+
+def eval_variables(state) -> dict:
+  return steps.model_variables(state.params["model"], state.batch_stats)
+
+
+def _write_json(path: Path, obj) -> None:
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float))
+  os.replace(tmp, path)
+
+
+def _median_ms(fn, *args, warmup: int = 3, repeats: int = 20) -> float:
+  for _ in range(warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - t)
+  return 1000 * float(np.median(times))
+
+
+def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) -> dict:
+  """Trains ``config`` in ``workdir`` and returns the test results (also in results.json).
+
+  ``build_run(config, splits) -> Run`` makes the state and step; defaults to supervised
+  training of ``config.model``.
+  """
+  t_start = time.time()
+  validate_config(config)
+  splits = load_splits(config)  # data errors surface here, before any compilation
+  run = (build_run or build_student_run)(config, splits)
+
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  done = workdir / "results.json"
+  if done.exists():
+    print(f"{workdir} already holds a finished run; delete it or use another --workdir to rerun.")
+    return json.loads(done.read_text())
+  _write_json(workdir / "config.json", config.to_dict())
+
+  meta_base = {"config": config.to_dict(), "data": splits.metadata(),
+               "model": config.model.name, "num_params": count_params(
+                   {"params": run.state.params["model"]})} | run.metadata
+  spe = steps_per_epoch(config, splits)
+  tcfg = config.train
+  latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest")
+  best_store = checkpoints.CheckpointStore(workdir / "checkpoints" / "best")
+  state, start_epoch = run.state, 0
+  best_val, bad_epochs, best_epoch = float("inf"), 0, -1
+  if latest.latest_step() is not None:  # resume at the next epoch boundary
+    abstract = jax.eval_shape(lambda: state.checkpoint_tree())
+    tree, meta = latest.restore(abstract)
+    state = state.from_checkpoint_tree(tree)
+    start_epoch = meta["epoch"] + 1
+    best_val, bad_epochs, best_epoch = meta["best_val"], meta["bad_epochs"], meta["best_epoch"]
+    print(f"resuming {workdir} after epoch {start_epoch} (best val MSE {best_val:.4f})")
+
+  epoch_ms, log = [], open(workdir / "metrics.jsonl", "a")
+  try:
+    for epoch in range(start_epoch, tcfg.epochs):
+      if bad_epochs >= tcfg.patience:
+        break
+      lr = learning_rate(config.optim, spe, tcfg.epochs, epoch * spe)
+      bar = tqdm(total=spe, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False,
+                 disable=not tcfg.progress, dynamic_ncols=True)
+      t0, losses = time.perf_counter(), []
+      batches = iterate_batches(splits.train, config.data.batch_size, shuffle=True,
+                                seed=config.seed, epoch=epoch)
+      for b, batch in enumerate(batches):
+        if b >= spe:
+          break
+        state, m = run.step_fn(state, batch)
+        losses.append(m)
+        if (b + 1) % tcfg.log_every == 0:
+          bar.set_postfix(loss=f"{float(m['loss']):.4f}")
+        bar.update()
+      jax.block_until_ready(state)
+      epoch_ms.append(1000 * (time.perf_counter() - t0) / spe)
+      bar.close()
+      train_metrics = {k: float(np.mean([float(m[k]) for m in losses])) for k in losses[0]}
+      if not np.isfinite(train_metrics["loss"]):
+        raise FloatingPointError(
+            f"non-finite training loss in epoch {epoch + 1}: {train_metrics}; the last good "
+            f"checkpoint is kept in {workdir / 'checkpoints'}. Lower optim.lr.")
+      val = evaluate(run.eval_fn, eval_variables(state), splits.val,
+                     config.data.eval_batch_size, tcfg.max_eval_batches)
+      improved = val["mse"] < best_val
+      if improved:
+        best_val, bad_epochs, best_epoch = val["mse"], 0, epoch
+        best_store.save(epoch, {"params": state.params, "batch_stats": state.batch_stats},
+                        meta_base | {"epoch": epoch, "val": val})
+      else:
+        bad_epochs += 1
+      record = {"epoch": epoch + 1, "lr": lr, "train": train_metrics, "val": val,
+                "ms_per_step": epoch_ms[-1], "best_epoch": best_epoch + 1}
+      log.write(json.dumps(record) + "\n")
+      log.flush()
+      latest.save(epoch, state.checkpoint_tree(),
+                  meta_base | {"epoch": epoch, "best_val": best_val, "bad_epochs": bad_epochs,
+                               "best_epoch": best_epoch})
+      print(f"epoch {epoch + 1}: train loss {train_metrics['loss']:.4f}  val MSE "
+            f"{val['mse']:.4f}{'  (best)' if improved else ''}  lr {lr:.2e}  "
+            f"{epoch_ms[-1]:.1f} ms/step")
+  finally:
+    log.close()
+    latest.close()
+
+  abstract = jax.eval_shape(lambda: {"params": state.params, "batch_stats": state.batch_stats})
+  best_tree, best_meta = best_store.restore(abstract)
+  variables = steps.model_variables(best_tree["params"]["model"], best_tree["batch_stats"])
+  test = evaluate(run.eval_fn, variables, splits.test, config.data.eval_batch_size,
+                  tcfg.max_eval_batches)
+  sample = sample_batch(splits, min(32, len(splits.train)))
+  predict = jax.jit(lambda v, b: steps.predict_step(v, b, model=run.model))
+  results = {
+      "kind": config.get("kind", "student"), "dataset": config.data.name,
+      "model": config.model.name, "pred_len": config.data.pred_len, "seed": config.seed,
+      "test": test, "best_val": best_meta["val"], "best_epoch": best_meta["epoch"] + 1,
+      "epochs": len(epoch_ms) + start_epoch, "num_params": meta_base["num_params"],
+      "ms_per_train_step": float(np.median(epoch_ms[1:] or epoch_ms)) if epoch_ms else None,
+      "inference_ms_per_batch": _median_ms(predict, variables, sample),
+      "wall_seconds": time.time() - t_start,
+      "smoke": bool(config.get("smoke", False)),
+  } | {k: v for k, v in run.metadata.items() if k in ("teachers", "num_regressor_params")}
+  best_store.update_metadata(None, {"test": test})  # the checkpoint alone describes the model
+  best_store.close()
+  _write_json(done, results)
+  print(f"test: MSE {test['mse']:.4f}  MAE {test['mae']:.4f}  ({test['windows']} windows)")
+  return results
+

@@ -1,0 +1,73 @@
+"""Checks every config value before anything is loaded, compiled or written.
+
+Each problem is one ``ConfigError`` naming the value, what is wrong and the fix.
+"""
+
+from timedistill_jax.data import DATASETS
+from timedistill_jax.data.time_features import num_time_features
+from timedistill_jax.errors import ConfigError, unknown_name
+from timedistill_jax.models import REGISTRY, model_fields
+from timedistill_jax.models.layers.normalization import NORMS
+from timedistill_jax.train_state import SCHEDULES
+
+RUN_KINDS = ("student", "teacher", "distill")
+FEATURES = ("M", "S", "MS")
+
+
+def _positive_int(value, where: str) -> None:
+  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    raise ConfigError(f"{where} must be a positive integer, got {value!r}.")
+
+
+def validate_config(config) -> None:
+  """Raises ``ConfigError`` for the first invalid value of a run config."""
+  kind = config.get("kind", "student")
+  if kind not in RUN_KINDS:
+    raise unknown_name("run kind (config.kind)", kind, RUN_KINDS)
+  d = config.data
+  if d.name not in DATASETS:
+    raise unknown_name("dataset", d.name, DATASETS)
+  if d.name == "custom" and not d.path:
+    raise ConfigError("dataset 'custom' needs the CSV file: set --config.data.path=FILE.csv")
+  for key in ("seq_len", "pred_len", "batch_size", "eval_batch_size"):
+    _positive_int(d[key], f"config.data.{key}")
+  if isinstance(d.label_len, bool) or not isinstance(d.label_len, int) or not (
+      0 <= d.label_len <= d.seq_len):
+    raise ConfigError(
+        f"config.data.label_len must be an integer in [0, seq_len={d.seq_len}], got "
+        f"{d.label_len!r}.")
+  if d.features not in FEATURES:
+    raise unknown_name("features mode (config.data.features)", d.features, FEATURES)
+  num_time_features(d.freq)  # raises ConfigError for an unknown frequency
+
+  m = config.model
+  if m.name not in REGISTRY:
+    raise unknown_name("model", m.name, REGISTRY)
+  extra = sorted(set(m) - {"name"} - set(model_fields(m.name)))
+  if extra:
+    raise ConfigError(f"model {m.name!r} has no setting(s) {', '.join(extra)}; it accepts: "
+                      f"{', '.join(sorted(model_fields(m.name)))}.")
+  if "norm" in m and m.norm not in NORMS:
+    raise unknown_name("norm (config.model.norm)", m.norm, NORMS)
+
+  o = config.optim
+  if o.schedule not in SCHEDULES:
+    raise unknown_name("learning-rate schedule (config.optim.schedule)", o.schedule, SCHEDULES)
+  if not o.lr > 0:
+    raise ConfigError(f"config.optim.lr must be > 0, got {o.lr!r}.")
+  if o.weight_decay < 0:
+    raise ConfigError(f"config.optim.weight_decay must be >= 0, got {o.weight_decay!r}.")
+
+  t = config.train
+  _positive_int(t.epochs, "config.train.epochs")
+  _positive_int(t.patience, "config.train.patience")
+  _positive_int(t.log_every, "config.train.log_every")
+
+  if kind == "distill":
+    dist = config.distill
+    for key in ("alpha", "beta"):
+      if dist[key] < 0:
+        raise ConfigError(f"config.distill.{key} must be >= 0, got {dist[key]!r}.")
+    if not str(config.teacher.workdir).strip():
+      raise ConfigError("distillation needs a trained teacher: set "
+                        "--config.teacher.workdir=RUN_DIR of a teacher run.")
