@@ -43,6 +43,19 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--config", "configs/student.py:dataset=synthetic", "--config.optim.lrr=3"],
+     'error: unknown config key lrr Did you mean "lr"'),
+    (["--config", "configs/student.py:dataset=nope"], "error: unknown dataset 'nope'; valid"),
+    (["--config", "configs/nofile.py"], "error: cannot load the config file"),
+])
+def test_bad_command_line_is_one_line(tmp_path, args, message):
+  out = _cli(*args, "--workdir", str(tmp_path / "run"))
+  assert out.returncode == 2 and "Traceback" not in out.stderr
+  assert out.stderr.startswith(message), out.stderr
+  assert not (tmp_path / "run").exists()
+
+
 def _config(dataset="synthetic", **data):
   config = student.get_config("dataset=synthetic,smoke=True")
   config.data.name = dataset

@@ -36,6 +36,30 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for logs, checkpoints an
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _one_line(e: BaseException) -> str:
+  """The most telling message in a chain of exceptions (config_flags wraps the config's own)."""
+  chain = [e]
+  while chain[-1].__cause__ is not None or chain[-1].__context__ is not None:
+    chain.append(chain[-1].__cause__ or chain[-1].__context__)
+  hints = [c for c in chain if "Did you mean" in str(c)]
+  if hints:  # a misspelt --config.a.b override
+    text = str(hints[0]).replace("\\n", " ").replace("\n", " ").replace("\\", "")
+    text = text.replace("'", "")
+    return "unknown config key " + " ".join(text.split())
+  return " ".join(str(chain[-1]).split()) or type(chain[-1]).__name__
+
+
+def parse_flags(argv):
+  """absl's parsing, with a bad config (argument, file or override) as one line, exit 2."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, ValueError, AttributeError, KeyError, TypeError) as e:
+    print(f"error: {_one_line(e)}", file=sys.stderr)
+    print("usage: python -m timedistill_jax --config configs/FILE.py:key=value,... "
+          "--workdir DIR [--config.group.key=value ...]", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
@@ -43,7 +67,13 @@ def main(argv):
   from timedistill_jax.run import run
 
   try:
-    run(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    config.get("kind")  # a missing or broken file fails here, not before
+  except OSError as e:  # config_flags reports a missing or broken file only when it is used
+    print(f"error: cannot load the config file: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(2)
+  try:
+    run(config, _WORKDIR.value)
   except TimeDistillError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -51,8 +81,8 @@ def main(argv):
 
 def _entry():
   """Console script ``timedistill``."""
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

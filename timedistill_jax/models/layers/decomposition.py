@@ -2,10 +2,12 @@
 
 The series is padded at both ends by repeating its first and last value ``(k - 1) // 2`` times,
 then averaged over windows of ``k`` with stride 1: ``trend``; ``seasonal = x - trend``.
-The reference uses ``AvgPool1d`` (O(L k)); here a cumulative sum gives the same average in O(L),
-which matters because the moving average is the DMLP's main cost at inference (PAPER.md s.8).
+The reference uses ``AvgPool1d``; here it is one ``lax.reduce_window`` sum, which XLA fuses with
+the padding. (A cumulative-sum difference is O(L) instead of O(L k), but measured 2x slower on
+the CPU at L = 720, k = 25, and it loses precision on long series.)
 """
 
+import jax
 import jax.numpy as jnp
 
 
@@ -17,12 +19,10 @@ def moving_average(x, kernel_size: int, axis: int = 1):
   pad = (kernel_size - 1) // 2
   xp = jnp.concatenate(
       [jnp.repeat(x[:, :1], pad, axis=1), x, jnp.repeat(x[:, -1:], pad, axis=1)], axis=1)
-  # Window sums as differences of a running sum; float32 at least, so the difference of two
-  # large partial sums keeps the precision of the window itself.
-  acc = jnp.cumsum(xp.astype(jnp.promote_types(xp.dtype, jnp.float32)), axis=1)
-  acc = jnp.concatenate([jnp.zeros_like(acc[:, :1]), acc], axis=1)
-  out = (acc[:, kernel_size:] - acc[:, :-kernel_size]) / kernel_size
-  return jnp.moveaxis(out.astype(x.dtype), 1, axis)
+  xp = xp.astype(jnp.promote_types(xp.dtype, jnp.float32))
+  window = (1, kernel_size) + (1,) * (xp.ndim - 2)
+  sums = jax.lax.reduce_window(xp, 0.0, jax.lax.add, window, (1,) * xp.ndim, "VALID")
+  return jnp.moveaxis((sums / kernel_size).astype(x.dtype), 1, axis)
 
 
 def series_decomp(x, kernel_size: int = 25, axis: int = 1):
