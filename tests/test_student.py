@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from timedistill_jax.models.layers.decomposition import moving_average
-from timedistill_jax.models.student import DMLP, MLP, count_params
+from timedistill_jax.models import count_params
+from timedistill_jax.models.student import DMLP, MLP
 
 
 def _init(cls, **kw):

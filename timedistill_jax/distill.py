@@ -26,9 +26,8 @@ from timedistill_jax import losses, steps
 from timedistill_jax.checkpoints import load_teacher
 from timedistill_jax.data import iterate_batches
 from timedistill_jax.errors import ConfigError
-from timedistill_jax.models import build_model
+from timedistill_jax.models import build_model, count_params
 from timedistill_jax.models.regressor import Regressor
-from timedistill_jax.models.student import count_params
 from timedistill_jax.train_state import create_train_state, make_optimizer
 
 

@@ -9,7 +9,6 @@ the smaller batch the reference feeds, and the jitted step keeps one shape (one 
 import functools
 
 import jax
-import jax.numpy as jnp
 
 from timedistill_jax import losses
 from timedistill_jax.metrics import batch_error_sums

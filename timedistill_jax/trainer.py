@@ -19,15 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
 from timedistill_jax import checkpoints, steps
 from timedistill_jax.data import iterate_batches, load_dataset, num_batches
 from timedistill_jax.metrics import MetricAccumulator
-from timedistill_jax.models import build_model
-from timedistill_jax.models.student import count_params
+from timedistill_jax.models import build_model, count_params
 from timedistill_jax.train_state import create_train_state, learning_rate, make_optimizer
 from timedistill_jax.validation import validate_config
 

@@ -12,6 +12,8 @@ filled from the data; every other field comes from ``config.model``.
 
 import dataclasses
 
+import jax
+
 from timedistill_jax.errors import ConfigError, unknown_name
 
 REGISTRY: dict = {}
@@ -55,6 +57,12 @@ def build_model(model_config, *, seq_len: int, label_len: int, pred_len: int, en
         f"model {name!r} has no setting(s) {', '.join(extra)}; it accepts: "
         f"{', '.join(sorted(allowed))}. Remove them from config.model.")
   return cls(seq_len=seq_len, label_len=label_len, pred_len=pred_len, enc_in=enc_in, **cfg)
+
+
+def count_params(variables) -> int:
+  """Number of trainable parameters (the ``params`` collection, or a bare params tree)."""
+  params = variables.get("params", variables)
+  return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
 
 
 # Importing the modules fills the registry.

@@ -25,7 +25,6 @@ Differences from the reference:
 * No ``.to('cuda')`` in the model: it runs on CPU, GPU and TPU.
 """
 
-import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
@@ -136,9 +135,3 @@ class MLP(MLPStudent):
   """Plain one-branch MLP (the reference's ``models/MLP.py``)."""
 
   decomposition: bool = False
-
-
-def count_params(variables) -> int:
-  """Number of trainable parameters (the ``params`` collection)."""
-  params = variables.get("params", variables)
-  return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
