@@ -136,6 +136,17 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
   ))
 
 
+def parallel_config() -> ml_collections.ConfigDict:
+  """The ``parallel`` group: data parallelism and multi-process start-up (see README)."""
+  return ml_collections.ConfigDict(dict(
+      mode="none",  # none (jit) | pmap | shard_map; the global batch is split over all devices
+      coordinator_address="",  # host:port of process 0, for several processes/hosts
+      num_processes=0,
+      process_id=-1,
+      auto_initialize=False,  # let JAX find the cluster (TPU VM pods, SLURM)
+  ))
+
+
 def apply_smoke(config: ml_collections.ConfigDict) -> None:
   """Shrinks any run to seconds on a CPU: 2 short epochs, 2 eval batches."""
   config.train.epochs = 2

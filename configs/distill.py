@@ -48,6 +48,7 @@ def get_config(arg=None):
   config.distill = ml_collections.ConfigDict(dict(
       alpha=float(alpha), beta=float(beta), temperature=0.5, num_scales=3))
   config.optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
+  config.parallel = common.parallel_config()
   config.train = common.train_config(epochs=s["epochs"], patience=5)
   if a.smoke:
     common.apply_smoke(config)

@@ -36,6 +36,7 @@ def get_config(arg=None):
            **common.TEACHER_MODEL[a.model][a.dataset]))
   config.optim = ml_collections.ConfigDict(
       dict(lr=train["lr"], schedule="type1", weight_decay=0.0))
+  config.parallel = common.parallel_config()
   config.train = common.train_config(epochs=train["epochs"], patience=train["patience"])
   if a.smoke:
     common.apply_smoke(config)

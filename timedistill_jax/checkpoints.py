@@ -95,9 +95,13 @@ class CheckpointStore:
             state=ocp.args.StandardSave(state_tree), metadata=ocp.args.JsonSave(metadata)),
         force=True)
     self._manager.wait_until_finished()
-    step_dir = self.directory / str(int(step))
-    metadata["files_sha256"] = files_sha256(step_dir / "state")
-    _atomic_write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
+    if jax.process_index() == 0:  # Orbax writes collectively; the hashes are written once
+      step_dir = self.directory / str(int(step))
+      metadata["files_sha256"] = files_sha256(step_dir / "state")
+      _atomic_write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices(f"checkpoint {self.directory} {step}")
 
   def update_metadata(self, step, extra: dict) -> None:
     """Adds ``extra`` to a saved step's metadata (e.g. test metrics known after saving)."""

@@ -26,7 +26,7 @@ from timedistill_jax import losses, steps
 from timedistill_jax.checkpoints import load_teacher
 from timedistill_jax.data import iterate_batches
 from timedistill_jax.errors import ConfigError
-from timedistill_jax.models import build_model, count_params
+from timedistill_jax.models import count_params
 from timedistill_jax.models.regressor import Regressor
 from timedistill_jax.train_state import create_train_state, make_optimizer
 
@@ -50,9 +50,10 @@ def teacher_outputs(teachers, teacher_variables, batch):
 
 def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig, pred_len: int,
                     f_dim: int, axis_name=None):
-  rng = jax.random.fold_in(state.rng, state.step)
+  rng = steps.step_rng(state, axis_name)
   y = steps.target_of(batch, pred_len, f_dim)
   mask = batch["mask"]
+  weight = steps.device_weight(mask, axis_name)
 
   def loss_fn(params):
     variables = steps.model_variables(params["model"], state.batch_stats)
@@ -67,8 +68,8 @@ def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig,
       totals.append(total)
       parts.append(p)
     n = len(totals)
-    total = sum(totals) / n
-    mean_parts = {k: sum(p[k] for p in parts) / n for k in parts[0]}
+    total = sum(totals) / n * weight
+    mean_parts = {k: sum(p[k] for p in parts) / n * weight for k in parts[0]}
     return total, (mean_parts, new_stats)
 
   (total, (parts, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -165,10 +166,11 @@ def steps_batch(batch: dict) -> dict:
   return {k: batch[k] for k in ("x", "y", "x_mark", "y_mark", "mask")}
 
 
-def build_distill_run(config, splits):
+def build_distill_run(config, splits, par=None):
   """The ``Run`` for a distillation config (used by ``trainer.train_and_evaluate``)."""
-  from timedistill_jax import trainer  # the trainer imports this module lazily too
+  from timedistill_jax import parallel, trainer  # the trainer imports this module lazily too
 
+  par = par or parallel.DataParallel("none")
   workdirs = teacher_workdirs(config)
   loaded = []
   for w in workdirs:
@@ -176,9 +178,7 @@ def build_distill_run(config, splits):
   teachers = tuple(t.model for t in loaded)
   teacher_vars = tuple(t.variables for t in loaded)
 
-  student = build_model(config.model, seq_len=config.data.seq_len,
-                        label_len=config.data.label_len, pred_len=config.data.pred_len,
-                        enc_in=splits.num_channels)
+  student = trainer.model_for(config, splits, par)
   spe = trainer.steps_per_epoch(config, splits)
   tx = make_optimizer(config.optim, spe, config.train.epochs)
   sample = trainer.sample_batch(splits)
@@ -186,13 +186,15 @@ def build_distill_run(config, splits):
   loss = LossConfig(alpha=float(config.distill.alpha), beta=float(config.distill.beta),
                     temperature=float(config.distill.temperature),
                     num_scales=int(config.distill.num_scales))
-  kw = dict(pred_len=config.data.pred_len, f_dim=trainer.f_dim_of(config))
-  regressor = Regressor(features=student.feature_dim)
+  kw = dict(student=student, regressor=Regressor(features=student.feature_dim), loss=loss,
+            pred_len=config.data.pred_len, f_dim=trainer.f_dim_of(config))
 
-  step_fn = _cached_step_fn(config, splits, student, regressor, teachers, teacher_vars, loss, kw)
+  step_fn = _cached_step_fn(config, splits, teachers, teacher_vars, kw, par)
   if step_fn is None:
-    online = jit_distill_step(student, teachers, loss=loss, **kw)
-    step_fn = lambda state, batch: online(state, teacher_vars, steps_batch(batch))
+    online = par.compile_step(functools.partial(distill_step, teachers=teachers, **kw),
+                              num_replicated=2)
+    placed_vars = par.replicate(teacher_vars)
+    step_fn = lambda state, batch: online(state, placed_vars, par.shard(steps_batch(batch)))
 
   metadata = {
       "teachers": [{"workdir": w, "model": t.metadata["model"],
@@ -201,11 +203,13 @@ def build_distill_run(config, splits):
       "num_regressor_params": sum(count_params({"params": r})
                                   for r in state.params["regressors"]),
   }
+  eval_kw = dict(model=student, pred_len=config.data.pred_len, f_dim=trainer.f_dim_of(config))
   return trainer.Run(model=student, state=state, step_fn=step_fn,
-                     eval_fn=steps.jit_eval_step(student, **kw), metadata=metadata)
+                     eval_fn=par.compile_eval(functools.partial(steps.eval_step, **eval_kw)),
+                     metadata=metadata)
 
 
-def _cached_step_fn(config, splits, student, regressor, teachers, teacher_vars, loss, kw):
+def _cached_step_fn(config, splits, teachers, teacher_vars, kw, par):
   """The cached-teacher step, or None when caching is off or the outputs would not fit."""
   if not config.teacher.get("cache", True):
     return None
@@ -216,13 +220,12 @@ def _cached_step_fn(config, splits, student, regressor, teachers, teacher_vars, 
     return None
   preds, hiddens = precompute_teacher_outputs(
       teachers, teacher_vars, splits.train, config.data.eval_batch_size)
-  jitted = jax.jit(functools.partial(cached_distill_step, student=student, regressor=regressor,
-                                     loss=loss, **kw), donate_argnums=0)
+  compiled = par.compile_step(functools.partial(cached_distill_step, **kw))
 
   def step_fn(state, batch):  # the window indices pick the cached outputs on the host
     idx = batch["index"]
-    return jitted(state, steps_batch(batch) | {
+    return compiled(state, par.shard(steps_batch(batch) | {
         "teacher_pred": tuple(p[idx] for p in preds),
-        "teacher_hidden": tuple(h[idx] for h in hiddens)})
+        "teacher_hidden": tuple(h[idx] for h in hiddens)}))
 
   return step_fn

@@ -12,6 +12,7 @@ only decides how the state is built and which jitted step runs (see ``distill.py
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -22,7 +23,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from timedistill_jax import checkpoints, steps
+from timedistill_jax import checkpoints, parallel, steps
 from timedistill_jax.data import iterate_batches, load_dataset, num_batches
 from timedistill_jax.metrics import MetricAccumulator
 from timedistill_jax.models import build_model, count_params
@@ -69,38 +70,46 @@ class Run:
   """What the loop needs from a run kind."""
 
   model: object  # the Flax module that is evaluated and saved (teacher or student)
-  state: object  # TrainState
-  step_fn: Callable  # (state, host batch with "index") -> (state, metrics); state donated
-  eval_fn: Callable  # (variables, batch) -> error sums; jitted
+  state: object  # TrainState on one device (the loop replicates it)
+  step_fn: Callable  # (replicated state, process-local host batch) -> (state, metrics)
+  eval_fn: Callable  # (replicated variables, placed batch) -> error sums of all devices
   metadata: dict  # extra JSON for checkpoints and results (teacher info, ...)
 
 
-def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0) -> dict:
+def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0,
+             par: parallel.DataParallel | None = None) -> dict:
   """Metrics over every window of ``split`` (the padded last batch is masked)."""
+  par = par or parallel.DataParallel("none")
   acc = MetricAccumulator()
-  for b, batch in enumerate(iterate_batches(split, batch_size)):
+  for b, batch in enumerate(iterate_batches(split, par.round_up(batch_size))):
     if max_batches and b >= max_batches:
       break
-    acc.add(eval_fn(variables, host_batch(batch)))
+    acc.add(eval_fn(variables, par.shard(par.local_rows(host_batch(batch)))))
   return acc.result()
 
 
-def build_student_run(config, splits) -> Run:
+def model_for(config, splits, par: parallel.DataParallel | None = None):
+  """``config.model`` for the data's sizes; BatchNorm reduces over ``par``'s devices."""
+  return build_model(config.model, seq_len=config.data.seq_len,
+                     label_len=config.data.label_len, pred_len=config.data.pred_len,
+                     enc_in=splits.num_channels, axis_name=par.axis_name if par else None)
+
+
+def build_student_run(config, splits, par: parallel.DataParallel | None = None) -> Run:
   """A model trained on the data alone (the student baseline, or a teacher)."""
-  model = build_model(config.model, seq_len=config.data.seq_len,
-                      label_len=config.data.label_len, pred_len=config.data.pred_len,
-                      enc_in=splits.num_channels)
+  par = par or parallel.DataParallel("none")
+  model = model_for(config, splits, par)
   rng = jax.random.PRNGKey(config.seed)
   init_rng, state_rng = jax.random.split(rng)
   variables = init_variables(model, splits, init_rng)
   tx = make_optimizer(config.optim, steps_per_epoch(config, splits), config.train.epochs)
   state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
                              tx, state_rng)
-  kw = dict(pred_len=config.data.pred_len, f_dim=f_dim_of(config))
-  train_step = steps.jit_train_step(model, **kw)
+  kw = dict(model=model, pred_len=config.data.pred_len, f_dim=f_dim_of(config))
+  train_step = par.compile_step(functools.partial(steps.train_step, **kw))
   return Run(model=model, state=state,
-             step_fn=lambda state, batch: train_step(state, host_batch(batch)),
-             eval_fn=steps.jit_eval_step(model, **kw), metadata={})
+             step_fn=lambda state, batch: train_step(state, par.shard(host_batch(batch))),
+             eval_fn=par.compile_eval(functools.partial(steps.eval_step, **kw)), metadata={})
 
 
 def steps_per_epoch(config, splits) -> int:
@@ -133,21 +142,27 @@ def _median_ms(fn, *args, warmup: int = 3, repeats: int = 20) -> float:
 def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) -> dict:
   """Trains ``config`` in ``workdir`` and returns the test results (also in results.json).
 
-  ``build_run(config, splits) -> Run`` makes the state and step; defaults to supervised
-  training of ``config.model``.
+  ``build_run(config, splits, par) -> Run`` makes the state and step; defaults to supervised
+  training of ``config.model``. Under ``config.parallel.mode`` pmap / shard_map the same step
+  body runs on every device; only process 0 writes logs and results.
   """
   t_start = time.time()
   validate_config(config)
+  parallel.initialize(config.parallel)
+  par = parallel.DataParallel(config.parallel.mode)
+  par.check_batch_size(config.data.batch_size)
   splits = load_splits(config)  # data errors surface here, before any compilation
-  run = (build_run or build_student_run)(config, splits)
+  run = (build_run or build_student_run)(config, splits, par)
 
   workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
   done = workdir / "results.json"
   if done.exists():
     print(f"{workdir} already holds a finished run; delete it or use another --workdir to rerun.")
     return json.loads(done.read_text())
-  _write_json(workdir / "config.json", config.to_dict())
+  main = par.is_main_process
+  if main:
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_json(workdir / "config.json", config.to_dict())
 
   meta_base = {"config": config.to_dict(), "data": splits.metadata(),
                "model": config.model.name, "num_params": count_params(
@@ -156,31 +171,33 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
   tcfg = config.train
   latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest")
   best_store = checkpoints.CheckpointStore(workdir / "checkpoints" / "best")
+  abstract = jax.eval_shape(lambda: run.state.checkpoint_tree())
   state, start_epoch = run.state, 0
   best_val, bad_epochs, best_epoch = float("inf"), 0, -1
   if latest.latest_step() is not None:  # resume at the next epoch boundary
-    abstract = jax.eval_shape(lambda: state.checkpoint_tree())
     tree, meta = latest.restore(abstract)
     state = state.from_checkpoint_tree(tree)
     start_epoch = meta["epoch"] + 1
     best_val, bad_epochs, best_epoch = meta["best_val"], meta["bad_epochs"], meta["best_epoch"]
     print(f"resuming {workdir} after epoch {start_epoch} (best val MSE {best_val:.4f})")
+  state = par.replicate(state)
 
-  epoch_ms, log = [], open(workdir / "metrics.jsonl", "a")
+  epoch_ms = []
+  log = open(workdir / "metrics.jsonl", "a") if main else None
   try:
     for epoch in range(start_epoch, tcfg.epochs):
       if bad_epochs >= tcfg.patience:
         break
       lr = learning_rate(config.optim, spe, tcfg.epochs, epoch * spe)
       bar = tqdm(total=spe, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False,
-                 disable=not tcfg.progress, dynamic_ncols=True)
+                 disable=not (tcfg.progress and main), dynamic_ncols=True)
       t0, losses = time.perf_counter(), []
       batches = iterate_batches(splits.train, config.data.batch_size, shuffle=True,
                                 seed=config.seed, epoch=epoch)
       for b, batch in enumerate(batches):
         if b >= spe:
           break
-        state, m = run.step_fn(state, batch)
+        state, m = run.step_fn(state, par.local_rows(batch))
         losses.append(m)
         if (b + 1) % tcfg.log_every == 0:
           bar.set_postfix(loss=f"{float(m['loss']):.4f}")
@@ -194,33 +211,37 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
             f"non-finite training loss in epoch {epoch + 1}: {train_metrics}; the last good "
             f"checkpoint is kept in {workdir / 'checkpoints'}. Lower optim.lr.")
       val = evaluate(run.eval_fn, eval_variables(state), splits.val,
-                     config.data.eval_batch_size, tcfg.max_eval_batches)
+                     config.data.eval_batch_size, tcfg.max_eval_batches, par)
       improved = val["mse"] < best_val
+      host_tree = par.unreplicate(state.checkpoint_tree())
       if improved:
         best_val, bad_epochs, best_epoch = val["mse"], 0, epoch
-        best_store.save(epoch, {"params": state.params, "batch_stats": state.batch_stats},
+        best_store.save(epoch, {"params": host_tree["params"],
+                                "batch_stats": host_tree["batch_stats"]},
                         meta_base | {"epoch": epoch, "val": val})
       else:
         bad_epochs += 1
-      record = {"epoch": epoch + 1, "lr": lr, "train": train_metrics, "val": val,
-                "ms_per_step": epoch_ms[-1], "best_epoch": best_epoch + 1}
-      log.write(json.dumps(record) + "\n")
-      log.flush()
-      latest.save(epoch, state.checkpoint_tree(),
+      latest.save(epoch, host_tree,
                   meta_base | {"epoch": epoch, "best_val": best_val, "bad_epochs": bad_epochs,
                                "best_epoch": best_epoch})
-      print(f"epoch {epoch + 1}: train loss {train_metrics['loss']:.4f}  val MSE "
-            f"{val['mse']:.4f}{'  (best)' if improved else ''}  lr {lr:.2e}  "
-            f"{epoch_ms[-1]:.1f} ms/step")
+      if main:
+        record = {"epoch": epoch + 1, "lr": lr, "train": train_metrics, "val": val,
+                  "ms_per_step": epoch_ms[-1], "best_epoch": best_epoch + 1}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        print(f"epoch {epoch + 1}: train loss {train_metrics['loss']:.4f}  val MSE "
+              f"{val['mse']:.4f}{'  (best)' if improved else ''}  lr {lr:.2e}  "
+              f"{epoch_ms[-1]:.1f} ms/step")
   finally:
-    log.close()
+    if log:
+      log.close()
     latest.close()
 
-  abstract = jax.eval_shape(lambda: {"params": state.params, "batch_stats": state.batch_stats})
-  best_tree, best_meta = best_store.restore(abstract)
+  best_tree, best_meta = best_store.restore(
+      {"params": abstract["params"], "batch_stats": abstract["batch_stats"]})
   variables = steps.model_variables(best_tree["params"]["model"], best_tree["batch_stats"])
-  test = evaluate(run.eval_fn, variables, splits.test, config.data.eval_batch_size,
-                  tcfg.max_eval_batches)
+  test = evaluate(run.eval_fn, par.replicate(variables), splits.test,
+                  config.data.eval_batch_size, tcfg.max_eval_batches, par)
   sample = sample_batch(splits, min(32, len(splits.train)))
   predict = jax.jit(lambda v, b: steps.predict_step(v, b, model=run.model))
   results = {
@@ -232,10 +253,12 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
       "inference_ms_per_batch": _median_ms(predict, variables, sample),
       "wall_seconds": time.time() - t_start,
       "smoke": bool(config.get("smoke", False)),
+      "parallel": {"mode": par.mode, "devices": par.num_devices,
+                   "processes": jax.process_count()},
   } | {k: v for k, v in run.metadata.items() if k in ("teachers", "num_regressor_params")}
-  best_store.update_metadata(None, {"test": test})  # the checkpoint alone describes the model
+  if main:
+    best_store.update_metadata(None, {"test": test})  # the checkpoint alone describes the model
+    _write_json(done, results)
+    print(f"test: MSE {test['mse']:.4f}  MAE {test['mae']:.4f}  ({test['windows']} windows)")
   best_store.close()
-  _write_json(done, results)
-  print(f"test: MSE {test['mse']:.4f}  MAE {test['mae']:.4f}  ({test['windows']} windows)")
   return results
-

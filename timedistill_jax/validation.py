@@ -8,6 +8,7 @@ from timedistill_jax.data.time_features import num_time_features
 from timedistill_jax.errors import ConfigError, unknown_name
 from timedistill_jax.models import REGISTRY, model_fields
 from timedistill_jax.models.layers.normalization import NORMS
+from timedistill_jax.parallel import MODES as PARALLEL_MODES
 from timedistill_jax.train_state import SCHEDULES
 
 RUN_KINDS = ("student", "teacher", "distill")
@@ -57,6 +58,10 @@ def validate_config(config) -> None:
     raise ConfigError(f"config.optim.lr must be > 0, got {o.lr!r}.")
   if o.weight_decay < 0:
     raise ConfigError(f"config.optim.weight_decay must be >= 0, got {o.weight_decay!r}.")
+
+  mode = config.get("parallel", {}).get("mode", "none")
+  if mode not in PARALLEL_MODES:
+    raise unknown_name("parallel mode (config.parallel.mode)", mode, PARALLEL_MODES)
 
   t = config.train
   _positive_int(t.epochs, "config.train.epochs")

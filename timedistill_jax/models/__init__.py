@@ -35,7 +35,7 @@ def register(name: str):
 def model_fields(name: str) -> tuple:
   """The hyperparameter names a model accepts (besides the data-given ones)."""
   cls = get_model_class(name)
-  data_given = {"seq_len", "label_len", "pred_len", "enc_in", "parent", "name"}
+  data_given = {"seq_len", "label_len", "pred_len", "enc_in", "parent", "name", "bn_axis_name"}
   return tuple(f.name for f in dataclasses.fields(cls) if f.name not in data_given)
 
 
@@ -45,8 +45,13 @@ def get_model_class(name: str):
   return REGISTRY[name]
 
 
-def build_model(model_config, *, seq_len: int, label_len: int, pred_len: int, enc_in: int):
-  """Builds ``model_config.name`` with the data-given sizes and the config's hyperparameters."""
+def build_model(model_config, *, seq_len: int, label_len: int, pred_len: int, enc_in: int,
+                axis_name: str | None = None):
+  """Builds ``model_config.name`` with the data-given sizes and the config's hyperparameters.
+
+  ``axis_name``: the device axis a model's BatchNorm reduces over in data-parallel training
+  (for models that have a ``bn_axis_name`` field).
+  """
   cfg = dict(model_config)
   name = cfg.pop("name")
   cls = get_model_class(name)
@@ -56,6 +61,8 @@ def build_model(model_config, *, seq_len: int, label_len: int, pred_len: int, en
     raise ConfigError(
         f"model {name!r} has no setting(s) {', '.join(extra)}; it accepts: "
         f"{', '.join(sorted(allowed))}. Remove them from config.model.")
+  if axis_name is not None and "bn_axis_name" in {f.name for f in dataclasses.fields(cls)}:
+    cfg["bn_axis_name"] = axis_name
   return cls(seq_len=seq_len, label_len=label_len, pred_len=pred_len, enc_in=enc_in, **cfg)
 
 

@@ -1,0 +1,63 @@
+"""BatchNorm with a padding mask that stays exact across devices.
+
+Flax's ``nn.BatchNorm`` takes a ``mask`` and an ``axis_name``, but across devices it averages the
+per-device means (``pmean``), which is the global mean only when every device holds the same
+number of real rows. The padded last batch of an epoch breaks that. Here the per-device sums and
+counts are added over devices first (``psum``), so N devices compute exactly what one device
+computes on the whole batch, padded or not.
+
+It also keeps PyTorch's running variance (unbiased, n / (n - 1)), so the statistics used in eval
+mode equal ``torch.nn.BatchNorm1d``'s. Variables have Flax's names (params ``scale``, ``bias``;
+batch_stats ``mean``, ``var``).
+"""
+
+import jax
+import jax.numpy as jnp
+import flax.linen as nn
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over every axis but ``axis``. ``momentum`` is Flax's: new = m old + (1 - m) batch."""
+
+  use_running_average: bool | None = None
+  axis: int = -1
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+    use_running_average = nn.merge_param(
+        "use_running_average", self.use_running_average, use_running_average)
+    feature_axis = self.axis % x.ndim
+    reduce_axes = tuple(a for a in range(x.ndim) if a != feature_axis)
+    num_features = x.shape[feature_axis]
+    shape = [1] * x.ndim
+    shape[feature_axis] = num_features
+
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, (num_features,), jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, (num_features,), jnp.float32)
+    scale = self.param("scale", nn.initializers.ones, (num_features,))
+    bias = self.param("bias", nn.initializers.zeros, (num_features,))
+
+    xf = x.astype(jnp.float32)
+    if use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      w = jnp.ones_like(xf) if mask is None else jnp.broadcast_to(mask, x.shape).astype(xf.dtype)
+      psum = (lambda t: t) if self.axis_name is None else (
+          lambda t: jax.lax.psum(t, self.axis_name))
+      count, total = psum((jnp.sum(w, reduce_axes), jnp.sum(w * xf, reduce_axes)))
+      count = jnp.maximum(count, 1.0)
+      mean = total / count
+      # Two passes (sum of squared deviations) keep float32 precision when |mean| >> std.
+      sq = psum(jnp.sum(w * jnp.square(xf - mean.reshape(shape)), reduce_axes))
+      var = sq / count
+      if not self.is_initializing():
+        unbiased = sq / jnp.maximum(count - 1.0, 1.0)
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
+
+    y = (xf - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.epsilon)
+    y = y * scale.reshape(shape) + bias.reshape(shape)
+    return y.astype(x.dtype)

@@ -1,0 +1,180 @@
+"""Data parallelism: one per-device step body, run under ``jit``, ``pmap`` or ``shard_map``.
+
+Every step in ``steps.py`` and ``distill.py`` is written once for one device, with an
+``axis_name`` argument: with it, gradients, losses and metrics are averaged over the devices
+(weighted by their real windows, see ``steps.device_weight``), BatchNorm adds its statistics over
+the devices (``layers/batchnorm.py``) and evaluation adds its error sums. So N devices compute what
+one device computes on the whole global batch, the padded last batch included.
+
+``config.parallel.mode``:
+
+* ``none``: plain ``jax.jit`` on the default device;
+* ``pmap``: ``jax.pmap(..., axis_name="data")`` over every device (of every process); the state
+  carries a leading device axis;
+* ``shard_map``: ``jax.shard_map`` over a 1-D mesh named ``data``, under ``jax.jit``; the state is
+  a replicated global array.
+
+Several hosts: ``initialize(config.parallel)`` calls ``jax.distributed.initialize``; each process
+then reads its own contiguous slice of every global batch (``local_rows``).
+"""
+
+import functools
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from timedistill_jax.errors import ConfigError, unknown_name
+
+MODES = ("none", "pmap", "shard_map")
+AXIS = "data"
+
+
+def initialize(parallel_config) -> None:
+  """Starts multi-process JAX when the config or the environment names a coordinator.
+
+  ``coordinator_address`` / ``num_processes`` / ``process_id`` come from the config, else from
+  ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID``;
+  ``auto_initialize=True`` lets JAX detect the cluster itself (TPU VMs, SLURM).
+  """
+  address = parallel_config.get("coordinator_address", "") or os.environ.get(
+      "JAX_COORDINATOR_ADDRESS", "")
+  auto = parallel_config.get("auto_initialize", False)
+  if not address and not auto:
+    return
+  if jax.distributed.is_initialized():
+    return
+  if address:
+    num = int(parallel_config.get("num_processes", 0) or os.environ.get("JAX_NUM_PROCESSES", 0))
+    pid = int(parallel_config.get("process_id", -1)
+              if parallel_config.get("process_id", -1) >= 0
+              else os.environ.get("JAX_PROCESS_ID", -1))
+    if num < 1 or pid < 0:
+      raise ConfigError(
+          f"multi-process run with coordinator {address!r} needs num_processes >= 1 and "
+          "process_id >= 0: set --config.parallel.num_processes and "
+          "--config.parallel.process_id (or JAX_NUM_PROCESSES / JAX_PROCESS_ID).")
+    # CPU collectives across processes (harmless on GPU/TPU, which bring their own); must be
+    # set before anything starts the backend.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
+  else:
+    jax.distributed.initialize()
+
+
+class DataParallel:
+  """Placement of states and batches, and compilation of step bodies, for one mode."""
+
+  def __init__(self, mode: str = "none"):
+    if mode not in MODES:
+      raise unknown_name("parallel mode (config.parallel.mode)", mode, MODES)
+    self.mode = mode
+    self.devices = jax.devices() if mode != "none" else jax.devices()[:1]
+    self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
+    self.mesh = Mesh(np.array(self.devices), (AXIS,)) if mode == "shard_map" else None
+
+  @property
+  def axis_name(self):
+    return None if self.mode == "none" else AXIS
+
+  @property
+  def num_devices(self) -> int:
+    return len(self.devices)
+
+  @property
+  def is_main_process(self) -> bool:
+    return jax.process_index() == 0
+
+  def check_batch_size(self, batch_size: int, what: str = "config.data.batch_size") -> None:
+    per_process = self.num_devices // jax.process_count()
+    if batch_size % self.num_devices or (batch_size // jax.process_count()) % per_process:
+      raise ConfigError(
+          f"{what} = {batch_size} does not divide over {self.num_devices} devices "
+          f"(mode {self.mode!r}); use a multiple of {self.num_devices}.")
+
+  def round_up(self, batch_size: int) -> int:
+    """An evaluation batch size that divides over the devices (the extra rows are masked)."""
+    return -(-batch_size // self.num_devices) * self.num_devices
+
+  # -- placement ------------------------------------------------------------------------------
+
+  def local_rows(self, batch: dict) -> dict:
+    """This process's contiguous slice of a global host batch (all of it with one process)."""
+    n = jax.process_count()
+    if n == 1:
+      return batch
+    size = len(batch["mask"]) // n
+    i = jax.process_index()
+    return {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
+
+  def shard(self, batch: dict) -> dict:
+    """Process-local host arrays -> the layout the compiled step takes."""
+    if self.mode == "none":
+      return batch
+    if self.mode == "pmap":
+      k = len(self.local_devices)
+      return jax.tree.map(lambda x: np.asarray(x).reshape((k, -1) + np.shape(x)[1:]), batch)
+    sharding = NamedSharding(self.mesh, P(AXIS))
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+
+  def replicate(self, tree):
+    """A host or single-device pytree -> replicated on every device."""
+    if self.mode == "none":
+      return tree
+    if self.mode == "pmap":  # a leading axis of local devices, one copy on each
+      k = len(self.local_devices)
+      sharding = NamedSharding(Mesh(np.array(self.local_devices), (AXIS,)), P(AXIS))
+      return jax.tree.map(lambda x: jax.device_put(
+          np.broadcast_to(np.asarray(x), (k,) + np.shape(x)), sharding), jax.device_get(tree))
+    sharding = NamedSharding(self.mesh, P())
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), sharding, lambda idx, x=np.asarray(jax.device_get(x)): x[idx]), tree)
+
+  def unreplicate(self, tree):
+    """A replicated pytree -> host numpy arrays (one copy)."""
+    if self.mode == "none":
+      return jax.device_get(tree)
+    if self.mode == "pmap":  # device 0's shard keeps a leading axis of length 1
+      return jax.tree.map(lambda x: np.asarray(x.addressable_data(0))[0], tree)
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), tree)
+
+  def first(self, tree):
+    """Metrics of a pmapped step carry a device axis; every entry is the same."""
+    return jax.tree.map(lambda x: x[0], tree) if self.mode == "pmap" else tree
+
+  # -- compilation ----------------------------------------------------------------------------
+
+  def compile_step(self, body, *, num_replicated: int = 1, donate: bool = True):
+    """``body(*replicated, batch, axis_name=...) -> (state, metrics)``, compiled for the mode.
+
+    The first ``num_replicated`` arguments (the state, then e.g. teacher variables) are
+    replicated; the last, the batch, is split over the devices. The state (first argument) is
+    donated.
+    """
+    donate_argnums = (0,) if donate else ()
+    if self.mode == "none":
+      return jax.jit(body, donate_argnums=donate_argnums)
+    fn = functools.partial(body, axis_name=AXIS)
+    if self.mode == "pmap":
+      pmapped = jax.pmap(fn, axis_name=AXIS, donate_argnums=donate_argnums)
+
+      def call(*args):
+        state, metrics = pmapped(*args)
+        return state, self.first(metrics)
+
+      return call
+    in_specs = (P(),) * num_replicated + (P(AXIS),)
+    mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
+    return jax.jit(mapped, donate_argnums=donate_argnums)
+
+  def compile_eval(self, body):
+    """``body(variables, batch, axis_name=...) -> sums`` (added over devices inside)."""
+    if self.mode == "none":
+      return jax.jit(body)
+    fn = functools.partial(body, axis_name=AXIS)
+    if self.mode == "pmap":
+      pmapped = jax.pmap(fn, axis_name=AXIS)
+      return lambda variables, batch: self.first(pmapped(variables, batch))
+    return jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
