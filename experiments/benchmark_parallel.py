@@ -1,0 +1,117 @@
+r"""Steps per second of distill_step for 1, 2 and 4 devices under each parallel mode.
+
+  python experiments/benchmark_parallel.py --out runs/bench_parallel.json
+  python experiments/benchmark_parallel.py --devices 1 --batch 256      # on a GPU machine
+
+On a CPU the devices are fake (``--xla_force_host_platform_device_count``): they share the
+machine's cores, so the figures show the overhead of each mode, not a speed-up. On a machine
+with N accelerators, ``--devices N`` uses the real ones. Each device count runs in its own
+process (the flag must be set before JAX starts). The step is the DMLP student distilled from
+an iTransformer teacher (ETTh1 shapes, L=720, H=96, teacher run on every batch), global batch
+``--batch``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_DEVICES = flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Global batch size.")
+_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per mode.")
+_FAKE = flags.DEFINE_bool("fake_cpu_devices", True, "Fake CPU devices (off on a GPU machine).")
+_OUT = flags.DEFINE_string("out", "", "JSON file for the figures (optional).")
+_WORKER = flags.DEFINE_integer("worker", 0, "Internal: measure with this many devices.")
+
+
+def measure(num_devices: int, batch: int, steps: int) -> dict:
+  import functools
+
+  import jax
+  import ml_collections
+
+  from configs import common
+  from timedistill_jax import distill, parallel
+  from timedistill_jax.models import build_model
+  from timedistill_jax.train_state import make_optimizer
+
+  rng = np.random.default_rng(0)
+  L, H, C, F = 720, 96, 7, 4
+  host = {"x": rng.normal(size=(batch, L, C)).astype(np.float32),
+          "y": rng.normal(size=(batch, 48 + H, C)).astype(np.float32),
+          "x_mark": rng.uniform(-0.5, 0.5, (batch, L, F)).astype(np.float32),
+          "y_mark": rng.uniform(-0.5, 0.5, (batch, 48 + H, F)).astype(np.float32),
+          "mask": np.ones(batch, np.float32)}
+  dims = dict(seq_len=L, label_len=48, pred_len=H, enc_in=C)
+  teacher_cfg = ml_collections.ConfigDict(dict(
+      name="itransformer", **common.TEACHER_DEFAULTS["itransformer"],
+      **common.TEACHER_MODEL["itransformer"]["etth1"]))
+  teacher = build_model(teacher_cfg, **dims)
+  t_vars = teacher.init(jax.random.PRNGKey(1), host["x"][:1], host["x_mark"][:1],
+                        host["y_mark"][:1])
+  optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
+  out = {}
+  modes = ["none"] if num_devices == 1 else []
+  modes += ["pmap", "shard_map"]
+  for mode in modes:
+    par = parallel.DataParallel(mode)
+    student = build_model(ml_collections.ConfigDict(dict(name="dmlp")), **dims,
+                          axis_name=par.axis_name)
+    state = distill.create_distill_state(student, [teacher], make_optimizer(optim, 245, 100),
+                                         jax.random.PRNGKey(0), {k: v[:1] for k, v in host.items()})
+    body = functools.partial(distill.distill_step, student=student, teachers=(teacher,),
+                             regressor=distill.Regressor(student.feature_dim),
+                             loss=distill.LossConfig(1.0, 1.0), pred_len=H)
+    step = par.compile_step(body, num_replicated=2)
+    state, tv = par.replicate(state), par.replicate([t_vars])
+    for _ in range(3):
+      state, m = step(state, tv, par.shard(host))
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(steps):
+      state, m = step(state, tv, par.shard(host))
+    jax.block_until_ready(m)
+    out[mode] = steps / (time.perf_counter() - t)
+  return {"devices": num_devices, "platform": jax.devices()[0].platform,
+          "steps_per_second": out}
+
+
+def main(argv):
+  del argv
+  if _WORKER.value:
+    print(json.dumps(measure(_WORKER.value, _BATCH.value, _STEPS.value)))
+    return
+  rows = []
+  for n in map(int, _DEVICES.value):
+    env = dict(os.environ)
+    if _FAKE.value:
+      env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
+      env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run([sys.executable, __file__, f"--worker={n}", f"--batch={_BATCH.value}",
+                          f"--steps={_STEPS.value}"], env=env, capture_output=True, text=True)
+    if out.returncode:
+      raise SystemExit(out.stderr[-3000:])
+    rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+  lines = [f"distill_step (DMLP <- iTransformer, ETTh1 shapes), global batch {_BATCH.value}, "
+           f"{rows[0]['platform']}{' (fake devices)' if _FAKE.value else ''}: steps per second",
+           "", "| devices | none | pmap | shard_map |", "| --- | --- | --- | --- |"]
+  for r in rows:
+    s = r["steps_per_second"]
+    cell = lambda k: f"{s[k]:.1f}" if k in s else "-"
+    lines.append(f"| {r['devices']} | {cell('none')} | {cell('pmap')} | {cell('shard_map')} |")
+  print("\n".join(lines))
+  if _OUT.value:
+    Path(_OUT.value).parent.mkdir(parents=True, exist_ok=True)
+    Path(_OUT.value).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
