@@ -128,7 +128,8 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       epochs=epochs,
       patience=patience,
-      log_every=50,  # steps between live-loss updates of the progress bar
+      log_every=50,  # steps between live-loss updates (and non-finite checks)
+      checkpoint_every=100,  # steps between mid-epoch checkpoints for resuming (0: epoch ends)
       progress=True,
       # Caps used by smoke runs only (0 = none); a capped run says so in results.json.
       max_steps_per_epoch=0,

@@ -89,6 +89,8 @@ class CheckpointStore:
     """Saves ``state_tree`` and ``metadata`` as step ``step``; adds the two hashes."""
     state_tree = jax.device_get(state_tree)
     metadata = dict(metadata, step=int(step), arrays_sha256=tree_sha256(state_tree))
+    if int(step) in self.all_steps():  # a resumed run redoes a step it had saved before
+      self._manager.delete(int(step))
     self._manager.save(
         int(step),
         args=ocp.args.Composite(
@@ -145,6 +147,19 @@ class CheckpointStore:
           f"checkpoint {where} restored different values than were saved (sha256 mismatch); "
           "it is damaged. Retrain, or remove this step to fall back to an older one.")
     return tree, metadata
+
+  def restore_newest_good(self, abstract_tree):
+    """Restores the newest step that passes its checks; a damaged one is reported and skipped."""
+    errors = []
+    for step in sorted(self.all_steps(), reverse=True):
+      try:
+        return self.restore(abstract_tree, step)
+      except CheckpointError as e:
+        print(f"warning: skipping damaged checkpoint step {step}: {e}")
+        errors.append(str(e))
+    raise CheckpointError(
+        f"no usable checkpoint in {self.directory}: " + " | ".join(errors) + " Delete the "
+        "folder to start the run again.")
 
   def _resolve(self, step):
     if step is None:

@@ -26,3 +26,7 @@ def unknown_name(kind: str, name: str, choices) -> ConfigError:
   """The one message for an unknown dataset, model, schedule, ... name."""
   valid = ", ".join(sorted(choices))
   return ConfigError(f"unknown {kind} {name!r}; valid choices: {valid}.")
+
+
+class NumericsError(TimeDistillError):
+  """Training produced a non-finite loss; the message names the step and the loss part."""

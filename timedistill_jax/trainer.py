@@ -11,7 +11,9 @@ only decides how the state is built and which jitted step runs (see ``distill.py
 * resumes from the ``latest`` checkpoint of its workdir when restarted.
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import functools
 import json
 import os
@@ -25,6 +27,7 @@ from tqdm.auto import tqdm
 
 from timedistill_jax import checkpoints, parallel, steps
 from timedistill_jax.data import iterate_batches, load_dataset, num_batches
+from timedistill_jax.errors import ConfigError, NumericsError
 from timedistill_jax.metrics import MetricAccumulator
 from timedistill_jax.models import build_model, count_params
 from timedistill_jax.train_state import create_train_state, learning_rate, make_optimizer
@@ -162,25 +165,87 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
   main = par.is_main_process
   if main:
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_json(workdir / "config.json", config.to_dict())
+  with workdir_lock(workdir, main):
+    return _train(config, workdir, splits, run, par, t_start)
 
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path, take: bool = True):
+  """Refuses a second run on the same workdir; the OS drops the lock if the process dies."""
+  if not take:
+    yield
+    return
+  path = workdir / ".lock"
+  with open(path, "w") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ConfigError(
+          f"{workdir} is in use by another run (it holds the lock {path}); wait for that run "
+          "to finish, or use another --workdir.") from None
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _check_finite(pending: list, workdir: Path, main: bool) -> None:
+  """Stops on the first non-finite loss among ``pending`` = [(epoch, step, metrics, indices)].
+
+  Called every ``log_every`` steps and before each checkpoint, so a bad step is never saved.
+  """
+  for epoch, step, metrics, indices in pending:
+    values = {k: float(v) for k, v in metrics.items()}
+    bad = [k for k, v in values.items() if not np.isfinite(v)]
+    if not bad:
+      continue
+    part = next((k for k in bad if k != "loss"), "loss")
+    path = workdir / "nonfinite_batch.json"
+    if main:
+      _write_json(path, {"epoch": epoch + 1, "step": step, "part": part, "metrics": values,
+                         "window_indices": [int(i) for i in indices]})
+    raise NumericsError(
+        f"the {part!r} loss became {values[part]} at step {step} (epoch {epoch + 1}); the run "
+        f"stopped and its last good checkpoint is kept in {workdir / 'checkpoints'}. The "
+        f"training windows of that batch are listed in {path}. Lower optim.lr, or check the "
+        "data of those windows.")
+  pending.clear()
+
+
+def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict:
+  main = par.is_main_process
+  done = workdir / "results.json"
+  if main:
+    _write_json(workdir / "config.json", config.to_dict())
   meta_base = {"config": config.to_dict(), "data": splits.metadata(),
                "model": config.model.name, "num_params": count_params(
                    {"params": run.state.params["model"]})} | run.metadata
   spe = steps_per_epoch(config, splits)
   tcfg = config.train
-  latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest")
+  # Two latest steps, so a damaged newest one falls back to the one before.
+  latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest", max_to_keep=2)
   best_store = checkpoints.CheckpointStore(workdir / "checkpoints" / "best")
   abstract = jax.eval_shape(lambda: run.state.checkpoint_tree())
-  state, start_epoch = run.state, 0
+  state, start_epoch, start_batch, epoch_losses = run.state, 0, 0, []
   best_val, bad_epochs, best_epoch = float("inf"), 0, -1
-  if latest.latest_step() is not None:  # resume at the next epoch boundary
-    tree, meta = latest.restore(abstract)
+  if latest.latest_step() is not None:  # resume where the last checkpoint left off
+    tree, meta = latest.restore_newest_good(abstract)
     state = state.from_checkpoint_tree(tree)
-    start_epoch = meta["epoch"] + 1
     best_val, bad_epochs, best_epoch = meta["best_val"], meta["bad_epochs"], meta["best_epoch"]
-    print(f"resuming {workdir} after epoch {start_epoch} (best val MSE {best_val:.4f})")
+    if meta["next_batch"] >= spe:
+      start_epoch = meta["epoch"] + 1
+    else:
+      start_epoch, start_batch = meta["epoch"], meta["next_batch"]
+      epoch_losses = meta["epoch_losses"]
+    print(f"resuming {workdir} at epoch {start_epoch + 1}, batch {start_batch} "
+          f"(best val MSE {best_val:.4f})")
   state = par.replicate(state)
+
+  def save_latest(epoch, next_batch, losses):
+    latest.save(epoch * spe + next_batch, par.unreplicate(state.checkpoint_tree()),
+                meta_base | {"epoch": epoch, "next_batch": next_batch,
+                             "epoch_losses": losses, "best_val": best_val,
+                             "bad_epochs": bad_epochs, "best_epoch": best_epoch})
 
   epoch_ms = []
   log = open(workdir / "metrics.jsonl", "a") if main else None
@@ -189,41 +254,45 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
       if bad_epochs >= tcfg.patience:
         break
       lr = learning_rate(config.optim, spe, tcfg.epochs, epoch * spe)
-      bar = tqdm(total=spe, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False,
+      first = start_batch if epoch == start_epoch else 0
+      bar = tqdm(total=spe, initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False,
                  disable=not (tcfg.progress and main), dynamic_ncols=True)
-      t0, losses = time.perf_counter(), []
+      t0 = time.perf_counter()
+      losses = list(epoch_losses) if epoch == start_epoch else []
+      pending = []
       batches = iterate_batches(splits.train, config.data.batch_size, shuffle=True,
-                                seed=config.seed, epoch=epoch)
-      for b, batch in enumerate(batches):
+                                seed=config.seed, epoch=epoch, start_batch=first)
+      for b, batch in enumerate(batches, start=first):
         if b >= spe:
           break
         state, m = run.step_fn(state, par.local_rows(batch))
-        losses.append(m)
-        if (b + 1) % tcfg.log_every == 0:
+        pending.append((epoch, epoch * spe + b + 1, m, batch["index"][batch["mask"] > 0]))
+        if (b + 1) % tcfg.log_every == 0 or b + 1 == spe:
+          _check_finite(pending, workdir, main)
           bar.set_postfix(loss=f"{float(m['loss']):.4f}")
+        losses.append(m)
+        if tcfg.checkpoint_every and (b + 1) % tcfg.checkpoint_every == 0 and b + 1 < spe:
+          _check_finite(pending, workdir, main)
+          losses = [{k: float(v) for k, v in x.items()} for x in losses]
+          save_latest(epoch, b + 1, losses)
         bar.update()
+      _check_finite(pending, workdir, main)
       jax.block_until_ready(state)
-      epoch_ms.append(1000 * (time.perf_counter() - t0) / spe)
+      epoch_ms.append(1000 * (time.perf_counter() - t0) / max(1, spe - first))
       bar.close()
-      train_metrics = {k: float(np.mean([float(m[k]) for m in losses])) for k in losses[0]}
-      if not np.isfinite(train_metrics["loss"]):
-        raise FloatingPointError(
-            f"non-finite training loss in epoch {epoch + 1}: {train_metrics}; the last good "
-            f"checkpoint is kept in {workdir / 'checkpoints'}. Lower optim.lr.")
+      train_metrics = {k: float(np.mean([float(x[k]) for x in losses])) for k in losses[0]}
       val = evaluate(run.eval_fn, eval_variables(state), splits.val,
                      config.data.eval_batch_size, tcfg.max_eval_batches, par)
       improved = val["mse"] < best_val
-      host_tree = par.unreplicate(state.checkpoint_tree())
       if improved:
         best_val, bad_epochs, best_epoch = val["mse"], 0, epoch
+        host_tree = par.unreplicate(state.checkpoint_tree())
         best_store.save(epoch, {"params": host_tree["params"],
                                 "batch_stats": host_tree["batch_stats"]},
                         meta_base | {"epoch": epoch, "val": val})
       else:
         bad_epochs += 1
-      latest.save(epoch, host_tree,
-                  meta_base | {"epoch": epoch, "best_val": best_val, "bad_epochs": bad_epochs,
-                               "best_epoch": best_epoch})
+      save_latest(epoch, spe, [])
       if main:
         record = {"epoch": epoch + 1, "lr": lr, "train": train_metrics, "val": val,
                   "ms_per_step": epoch_ms[-1], "best_epoch": best_epoch + 1}

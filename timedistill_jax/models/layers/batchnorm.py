@@ -44,20 +44,27 @@ class BatchNorm(nn.Module):
     if use_running_average:
       mean, var = ra_mean.value, ra_var.value
     else:
-      w = jnp.ones_like(xf) if mask is None else jnp.broadcast_to(mask, x.shape).astype(xf.dtype)
       psum = (lambda t: t) if self.axis_name is None else (
           lambda t: jax.lax.psum(t, self.axis_name))
-      count, total = psum((jnp.sum(w, reduce_axes), jnp.sum(w * xf, reduce_axes)))
+      if mask is None:
+        count = jnp.asarray(x.size // num_features, jnp.float32)
+        sums = (jnp.sum(xf, reduce_axes), jnp.sum(jnp.square(xf), reduce_axes))
+      else:
+        w = mask.astype(jnp.float32)  # broadcastable to x, e.g. [B, 1, 1]
+        count = jnp.sum(jnp.broadcast_to(w, x.shape), reduce_axes)
+        wx = w * xf
+        sums = (jnp.sum(wx, reduce_axes), jnp.sum(wx * xf, reduce_axes))
+      count, total, total_sq = psum((count, *sums))
       count = jnp.maximum(count, 1.0)
       mean = total / count
-      # Two passes (sum of squared deviations) keep float32 precision when |mean| >> std.
-      sq = psum(jnp.sum(w * jnp.square(xf - mean.reshape(shape)), reduce_axes))
-      var = sq / count
+      # One pass, as Flax's default; the statistics of hidden activations are O(1), where
+      # E[x^2] - E[x]^2 loses nothing that matters in float32.
+      var = jnp.maximum(total_sq / count - jnp.square(mean), 0.0)
       if not self.is_initializing():
-        unbiased = sq / jnp.maximum(count - 1.0, 1.0)
+        unbiased = var * count / jnp.maximum(count - 1.0, 1.0)
         ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
         ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * unbiased
 
-    y = (xf - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + self.epsilon)
-    y = y * scale.reshape(shape) + bias.reshape(shape)
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)  # [C]: one multiply per element below
+    y = (xf - mean.reshape(shape)) * mul.reshape(shape) + bias.reshape(shape)
     return y.astype(x.dtype)
