@@ -37,6 +37,8 @@ def get_config(arg=None):
   config.seed = a.seed
   config.smoke = a.smoke
   config.data = common.data_config(a.dataset, a.pred_len, s["batch_size"])
+  # The teacher reads y_mark of length label_len + H (the student ignores it).
+  config.data.label_len = common.teacher_label_len(a.teacher, a.dataset)
   config.model = ml_collections.ConfigDict(dict(name=a.student, d_model=s["d_model"],
                                                 norm=s["norm"], moving_avg=25))
   config.teacher = ml_collections.ConfigDict(dict(

@@ -31,6 +31,7 @@ def get_config(arg=None):
   config.seed = a.seed
   config.smoke = a.smoke
   config.data = common.data_config(a.dataset, a.pred_len, train["batch_size"])
+  config.data.label_len = train.get("label_len", 48)
   config.model = ml_collections.ConfigDict(
       dict(name=a.model, **common.TEACHER_DEFAULTS.get(a.model, {}),
            **common.TEACHER_MODEL[a.model][a.dataset]))

@@ -48,12 +48,12 @@ def test_bad_config_arguments(arg, message):
 
 
 @pytest.mark.parametrize("path, value, message", [
-    ("model.name", "transformerx", "unknown model 'transformerx'; valid choices: dmlp"),
+    ("model.name", "transformerx", "unknown model 'transformerx'; valid choices: autoformer, dmlp"),
     ("optim.schedule", "type9", "unknown learning-rate schedule"),
     ("model.norm", "batch", "unknown norm"),
     ("data.features", "X", "unknown features mode"),
     ("data.seq_len", 0, "seq_len must be a positive integer"),
-    ("optim.lr", -1.0, "lr must be > 0"),
+    ("optim.lr", -1.0, "lr must be a number > 0"),
     ("train.patience", 0, "patience must be a positive integer"),
 ])
 def test_bad_values_are_config_errors(path, value, message):
@@ -68,5 +68,5 @@ def test_negative_alpha_is_refused():
   config = distill.get_config("dataset=etth1")
   config.teacher.workdir = "runs/t"
   config.distill.alpha = -1.0
-  with pytest.raises(ConfigError, match="alpha must be >= 0"):
+  with pytest.raises(ConfigError, match="alpha must be a number >= 0"):
     validate_config(config)

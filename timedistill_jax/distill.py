@@ -127,6 +127,7 @@ def check_teacher(config, splits, meta: dict, workdir: str) -> None:
   tdata, d = meta["config"]["data"], config.data
   problems = []
   for key, label in (("name", "dataset"), ("seq_len", "input length"),
+                     ("label_len", "label length (set --config.data.label_len)"),
                      ("pred_len", "horizon"), ("features", "features mode"),
                      ("target", "target column")):
     if tdata[key] != d[key]:

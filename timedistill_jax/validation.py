@@ -20,6 +20,15 @@ def _positive_int(value, where: str) -> None:
     raise ConfigError(f"{where} must be a positive integer, got {value!r}.")
 
 
+def _number(value, where: str, *, positive: bool = False) -> None:
+  """A real, finite number, > 0 (``positive``) or >= 0."""
+  ok = (not isinstance(value, bool) and isinstance(value, (int, float)) and
+        value == value and abs(value) != float("inf"))
+  if not ok or (value <= 0 if positive else value < 0):
+    raise ConfigError(f"{where} must be a number {'> 0' if positive else '>= 0'}, "
+                      f"got {value!r}.")
+
+
 def validate_config(config) -> None:
   """Raises ``ConfigError`` for the first invalid value of a run config."""
   kind = config.get("kind", "student")
@@ -54,10 +63,8 @@ def validate_config(config) -> None:
   o = config.optim
   if o.schedule not in SCHEDULES:
     raise unknown_name("learning-rate schedule (config.optim.schedule)", o.schedule, SCHEDULES)
-  if not o.lr > 0:
-    raise ConfigError(f"config.optim.lr must be > 0, got {o.lr!r}.")
-  if o.weight_decay < 0:
-    raise ConfigError(f"config.optim.weight_decay must be >= 0, got {o.weight_decay!r}.")
+  _number(o.lr, "config.optim.lr", positive=True)
+  _number(o.weight_decay, "config.optim.weight_decay")
 
   mode = config.get("parallel", {}).get("mode", "none")
   if mode not in PARALLEL_MODES:
@@ -74,8 +81,7 @@ def validate_config(config) -> None:
   if kind == "distill":
     dist = config.distill
     for key in ("alpha", "beta"):
-      if dist[key] < 0:
-        raise ConfigError(f"config.distill.{key} must be >= 0, got {dist[key]!r}.")
+      _number(dist[key], f"config.distill.{key}")
     if not str(config.teacher.workdir).strip():
       raise ConfigError("distillation needs a trained teacher: set "
                         "--config.teacher.workdir=RUN_DIR of a teacher run.")
