@@ -56,3 +56,52 @@ def test_flipped_byte_is_reported_not_restored(tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
   with pytest.raises(CheckpointError, match="no checkpoints"):
     CheckpointStore(tmp_path / "nothing", create=False)
+
+
+def _largest_file(step_dir):
+  return max((p for p in (step_dir / "state").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete_array_file", "delete_metadata",
+                                    "delete_state", "garble_metadata", "empty_file"])
+def test_every_kind_of_damage_is_caught(tmp_path, damage):
+  with CheckpointStore(tmp_path / "best") as store:
+    store.save(1, _tree(), {})
+  step = tmp_path / "best" / "1"
+  if damage == "truncate":
+    f = _largest_file(step)
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+  elif damage == "delete_array_file":
+    _largest_file(step).unlink()
+  elif damage == "delete_metadata":
+    (step / "metadata" / "metadata").unlink()
+  elif damage == "delete_state":
+    import shutil
+    shutil.rmtree(step / "state")
+  elif damage == "garble_metadata":
+    (step / "metadata" / "metadata").write_text("{not json")
+  elif damage == "empty_file":
+    _largest_file(step).write_bytes(b"")
+  with CheckpointStore(tmp_path / "best", create=False) as store:
+    with pytest.raises(CheckpointError):
+      store.restore(_abstract(_tree()))
+
+
+def test_damaged_teacher_is_refused(tmp_path):
+  from configs import teacher as teacher_config
+  from timedistill_jax.checkpoints import load_teacher
+  from timedistill_jax.run import run
+
+  config = teacher_config.get_config("dataset=synthetic,model=itransformer,pred_len=12,smoke=True")
+  config.data.seq_len, config.data.label_len = 48, 8
+  config.model.update(dict(d_model=16, d_ff=16, n_heads=2, e_layers=1))
+  config.train.progress = False
+  run(config, tmp_path / "teacher")
+  best = tmp_path / "teacher" / "checkpoints" / "best"
+  f = _largest_file(max(best.glob("[0-9]"), key=lambda p: int(p.name)))
+  raw = bytearray(f.read_bytes())
+  raw[len(raw) // 2] ^= 0x01
+  f.write_bytes(bytes(raw))
+  with pytest.raises(CheckpointError, match="damaged"):
+    load_teacher(tmp_path / "teacher")

@@ -304,6 +304,23 @@ def _parse_dates(frame: pd.DataFrame, file) -> pd.DatetimeIndex:
   return pd.DatetimeIndex(dates)
 
 
+def _check_order(dates: pd.DatetimeIndex, file) -> None:
+  """A user's file must run forward in time with no repeated timestamp.
+
+  Only for ``custom`` files: the benchmark files are read exactly as the reference reads them
+  (Weather repeats 2020-05-12 06:00:00 once, and the published numbers include it).
+  """
+  steps = np.diff(dates.asi8)
+  bad = np.flatnonzero(steps <= 0)
+  if bad.size:
+    row = int(bad[0]) + 1
+    what = "repeats the timestamp of" if steps[bad[0]] == 0 else "is earlier than"
+    raise DataError(
+        f"{file}: column 'date' at data row {row} (0-based, header excluded) holds "
+        f"{dates[row]}, which {what} the row before; sort the file by date and remove "
+        "duplicate rows.")
+
+
 def _check_args(name, features, freq, path, spec) -> None:
   if features not in FEATURE_MODES:
     raise unknown_name("features mode", features, FEATURE_MODES)
@@ -345,7 +362,10 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
     # TimeDistill passes no marks for Solar, so models get no time-feature tokens.
     marks = np.zeros((num_rows, 0), np.float32)  # [N, 0]
   else:
-    marks = time_features(_parse_dates(frame, file), freq)  # [N, F]
+    dates = _parse_dates(frame, file)
+    if spec.name == "custom":
+      _check_order(dates, file)
+    marks = time_features(dates, freq)  # [N, F]
 
   mean, std = fit_scaler(values[border1s[0]:border2s[0]])
   data = values - mean  # [N, C] float64, scaled in place to keep the peak memory of Traffic low
