@@ -2,7 +2,6 @@
 one run per workdir."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
