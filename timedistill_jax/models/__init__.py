@@ -6,8 +6,9 @@ Every registered model shares one contract (STYLE.md)::
     # x: [B, L, C], x_mark: [B, L, F], y_mark: [B, S + H, F]
     # pred: [B, H, C]; features["hidden"]: [B, C, model.feature_dim]
 
-and the constructor fields ``seq_len``, ``label_len``, ``pred_len`` and ``enc_in`` (channels),
-filled from the data; every other field comes from ``config.model``.
+and the constructor fields ``seq_len``, ``label_len``, ``pred_len`` and ``enc_in`` (channels) of
+:class:`~timedistill_jax.models.base.ForecastModel`, filled from the data; every other field
+comes from ``config.model``.
 """
 
 import dataclasses

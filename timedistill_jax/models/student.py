@@ -30,6 +30,7 @@ import flax.linen as nn
 
 from timedistill_jax.errors import ConfigError, unknown_name
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.batchnorm import BatchNorm
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.linear import Linear
@@ -54,13 +55,9 @@ class _Branch(nn.Module):
     return out, hidden
 
 
-class MLPStudent(nn.Module):
+class MLPStudent(ForecastModel):
   """DMLP (``decomposition=True``) or plain MLP student. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   norm: str = "non-stationary"
   decomposition: bool = True

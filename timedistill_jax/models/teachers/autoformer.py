@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.autocorrelation import AutoCorrelation, AutoCorrelationLayer
 from timedistill_jax.models.layers.decomp_transformer import (
     DecompDecoderLayer, DecompEncoderLayer, SeasonalLayerNorm, check_activation)
@@ -55,13 +56,9 @@ def decoder_inputs(x, label_len: int, pred_len: int, moving_avg: int):
 
 
 @register("autoformer")
-class Autoformer(nn.Module):
+class Autoformer(ForecastModel):
   """Autoformer: decomposition Transformer with auto-correlation. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   n_heads: int = 8
   e_layers: int = 2

@@ -41,6 +41,7 @@ import flax.linen as nn
 
 from timedistill_jax.errors import ConfigError
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.autocorrelation import AutoCorrelationLayer
 from timedistill_jax.models.layers.decomp_transformer import (
     DecompDecoderLayer, DecompEncoderLayer, SeasonalLayerNorm, check_activation)
@@ -61,13 +62,9 @@ def draw_mode_indices(seq_len: int, pred_len: int, modes: int, mode_select: str,
 
 
 @register("fedformer")
-class FEDformer(nn.Module):
+class FEDformer(ForecastModel):
   """FEDformer: decomposition Transformer with Fourier blocks. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   n_heads: int = 8
   e_layers: int = 2

@@ -34,19 +34,16 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.linear import Linear
 from timedistill_jax.models.layers.normalization import instance_stats
 from timedistill_jax.models.layers.transformer import Encoder, check_activation
 
 
 @register("itransformer")
-class ITransformer(nn.Module):
+class ITransformer(ForecastModel):
   """iTransformer: attention across variate tokens. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   n_heads: int = 8
   e_layers: int = 2

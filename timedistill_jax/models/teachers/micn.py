@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.embedding import DataEmbedding
 from timedistill_jax.models.layers.linear import Linear, torch_uniform
@@ -39,13 +40,9 @@ from timedistill_jax.models.layers.multiscale_conv import MIC, micn_kernels
 
 
 @register("micn")
-class MICN(nn.Module):
+class MICN(ForecastModel):
   """MICN: multi-scale isometric convolutions. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   d_layers: int = 1
   conv_kernel: tuple = (12, 16)

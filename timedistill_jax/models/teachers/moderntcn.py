@@ -50,6 +50,7 @@ import flax.linen as nn
 
 from timedistill_jax.errors import ConfigError
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.batchnorm import BatchNorm
 from timedistill_jax.models.layers.conv import DepthwiseConv1d, GroupedPointwise
 from timedistill_jax.models.layers.linear import Linear
@@ -103,13 +104,9 @@ class Block(nn.Module):
 
 
 @register("moderntcn")
-class ModernTCN(nn.Module):
+class ModernTCN(ForecastModel):
   """ModernTCN with one stage. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   patch_size: int = 8
   patch_stride: int = 4
   dims: int = 64

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.batchnorm import BatchNorm
 from timedistill_jax.models.layers.embedding import positional_encoding
 from timedistill_jax.models.layers.linear import Linear
@@ -43,13 +44,9 @@ from timedistill_jax.models.layers.transformer import EncoderLayer, check_activa
 
 
 @register("patchtst")
-class PatchTST(nn.Module):
+class PatchTST(ForecastModel):
   """PatchTST: attention across the patches of each channel. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 512
   n_heads: int = 8
   e_layers: int = 2

@@ -51,6 +51,7 @@ import flax.linen as nn
 
 from timedistill_jax.errors import ConfigError, unknown_name
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.embedding import DataEmbedding
 from timedistill_jax.models.layers.linear import Linear
@@ -122,13 +123,9 @@ class PastDecomposableMixing(nn.Module):
 
 
 @register("timemixer")
-class TimeMixer(nn.Module):
+class TimeMixer(ForecastModel):
   """TimeMixer: decomposable multi-scale mixing. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 16
   d_ff: int = 32
   e_layers: int = 2

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 from timedistill_jax.models import register
+from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.embedding import DataEmbedding
 from timedistill_jax.models.layers.linear import Linear
 from timedistill_jax.models.layers.normalization import instance_stats
@@ -42,13 +43,9 @@ from timedistill_jax.models.layers.decomp_transformer import layer_norm
 
 
 @register("timesnet")
-class TimesNet(nn.Module):
+class TimesNet(ForecastModel):
   """TimesNet: 2-D variation modelling over discovered periods. See the module docstring."""
 
-  seq_len: int
-  label_len: int
-  pred_len: int
-  enc_in: int
   d_model: int = 32
   e_layers: int = 2
   d_ff: int = 32
