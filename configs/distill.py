@@ -48,7 +48,9 @@ def get_config(arg=None):
       cache_max_mb=2048,  # ... when they fit in this much host memory
   ))
   config.distill = ml_collections.ConfigDict(dict(
-      alpha=float(alpha), beta=float(beta), temperature=0.5, num_scales=3))
+      alpha=float(alpha), beta=float(beta), temperature=0.5, num_scales=3,
+      # 1 in the method; 0 drops L_sup / both L_scale / both L_period (configs/sweeps.py ablation)
+      sup_weight=1.0, scale_weight=1.0, period_weight=1.0))
   config.optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
   config.parallel = common.parallel_config()
   config.train = common.train_config(epochs=s["epochs"], patience=5)

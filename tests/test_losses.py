@@ -152,6 +152,20 @@ def test_timedistill_loss_matches_numpy(h, d, num_scales):
   np.testing.assert_allclose(total, expected_total, rtol=RTOL)
 
 
+@pytest.mark.parametrize("drop", ["sup", "scale", "period"])
+def test_ablation_weights_drop_their_terms(drop):
+  inputs = _loss_inputs(h=48, d=30)
+  alpha, beta = 0.7, 2.5
+  _, parts = losses.timedistill_loss(**inputs, alpha=alpha, beta=beta)
+  total, _ = losses.timedistill_loss(**inputs, alpha=alpha, beta=beta, **{drop + "_weight": 0.0})
+  keep = {"sup": 0.0 if drop == "sup" else 1.0, "scale": 0.0 if drop == "scale" else 1.0,
+          "period": 0.0 if drop == "period" else 1.0}
+  expected = (keep["sup"] * parts["sup"]
+              + alpha * (keep["scale"] * parts["pred_scale"] + keep["period"] * parts["pred_period"])
+              + beta * (keep["scale"] * parts["feat_scale"] + keep["period"] * parts["feat_period"]))
+  np.testing.assert_allclose(total, expected, rtol=RTOL)
+
+
 # ---- Masks ----
 
 def test_masked_losses_equal_unpadded_sub_batch():

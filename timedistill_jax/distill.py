@@ -37,6 +37,9 @@ class LossConfig:
   beta: float
   temperature: float = 0.5
   num_scales: int = 3
+  sup_weight: float = 1.0  # the three switches of the paper's loss ablation
+  scale_weight: float = 1.0
+  period_weight: float = 1.0
 
 
 def teacher_outputs(teachers, teacher_variables, batch):
@@ -64,7 +67,8 @@ def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig,
       total, p = losses.timedistill_loss(
           pred_s[..., f_dim:], pred_t[..., f_dim:], feats_s["hidden"], hidden_t, y,
           alpha=loss.alpha, beta=loss.beta, temperature=loss.temperature,
-          num_scales=loss.num_scales, mask=mask)
+          num_scales=loss.num_scales, mask=mask, sup_weight=loss.sup_weight,
+          scale_weight=loss.scale_weight, period_weight=loss.period_weight)
       totals.append(total)
       parts.append(p)
     n = len(totals)
@@ -186,7 +190,10 @@ def build_distill_run(config, splits, par=None):
   state = create_distill_state(student, teachers, tx, jax.random.PRNGKey(config.seed), sample)
   loss = LossConfig(alpha=float(config.distill.alpha), beta=float(config.distill.beta),
                     temperature=float(config.distill.temperature),
-                    num_scales=int(config.distill.num_scales))
+                    num_scales=int(config.distill.num_scales),
+                    sup_weight=float(config.distill.get("sup_weight", 1.0)),
+                    scale_weight=float(config.distill.get("scale_weight", 1.0)),
+                    period_weight=float(config.distill.get("period_weight", 1.0)))
   kw = dict(student=student, regressor=Regressor(features=student.feature_dim), loss=loss,
             pred_len=config.data.pred_len, f_dim=trainer.f_dim_of(config))
 

@@ -133,7 +133,9 @@ def multi_period_kl(student, teacher, *, axis: int, temperature: float = 0.5, ma
 
 
 def timedistill_loss(pred_s, pred_t, hidden_s, hidden_t, y, *, alpha: float, beta: float,
-                     temperature: float = 0.5, num_scales: int = 3, mask=None):
+                     temperature: float = 0.5, num_scales: int = 3, mask=None,
+                     sup_weight: float = 1.0, scale_weight: float = 1.0,
+                     period_weight: float = 1.0):
   """The TimeDistill objective (paper Eq. 12 = reference code).
 
   Args:
@@ -145,10 +147,13 @@ def timedistill_loss(pred_s, pred_t, hidden_s, hidden_t, y, *, alpha: float, bet
     temperature: softmax temperature of the period terms (hard-coded 0.5 in the reference).
     num_scales: number of pooled scales besides the original (3 in the reference).
     mask: optional ``[B]`` sample weights, 0 for padding.
+    sup_weight, scale_weight, period_weight: 1 in the method; the paper's ablation (Table 4)
+      sets one to 0 to drop L_sup, both L_scale or both L_period terms.
 
   Returns:
     ``(total, parts)``: ``total = sup + alpha * (pred_scale + pred_period)
-    + beta * (feat_scale + feat_period)``; ``parts`` holds those five float32 scalars.
+    + beta * (feat_scale + feat_period)`` (each part times its weight); ``parts`` holds those
+    five float32 scalars, unweighted.
   """
   parts = {
       "sup": mse(pred_s, y, mask),
@@ -162,6 +167,9 @@ def timedistill_loss(pred_s, pred_t, hidden_s, hidden_t, y, *, alpha: float, bet
       "feat_period": multi_period_kl(hidden_s, hidden_t, axis=2, temperature=temperature,
                                      mask=mask),
   }
-  total = (parts["sup"] + alpha * (parts["pred_scale"] + parts["pred_period"])
-           + beta * (parts["feat_scale"] + parts["feat_period"]))
+  weights = {"sup": sup_weight, "pred_scale": alpha * scale_weight,
+             "pred_period": alpha * period_weight, "feat_scale": beta * scale_weight,
+             "feat_period": beta * period_weight}
+  # A zero weight drops its term from the sum (not 0 * term: a non-finite term stays out).
+  total = sum(w * parts[k] for k, w in weights.items() if w != 0)
   return total, parts

@@ -80,8 +80,9 @@ def validate_config(config) -> None:
 
   if kind == "distill":
     dist = config.distill
-    for key in ("alpha", "beta"):
-      _number(dist[key], f"config.distill.{key}")
+    for key in ("alpha", "beta", "sup_weight", "scale_weight", "period_weight"):
+      if key in dist:
+        _number(dist[key], f"config.distill.{key}")
     if not str(config.teacher.workdir).strip():
       raise ConfigError("distillation needs a trained teacher: set "
                         "--config.teacher.workdir=RUN_DIR of a teacher run.")
