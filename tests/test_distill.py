@@ -163,3 +163,7 @@ def test_teacher_then_distillation_end_to_end(teachers, tmp_path):
     assert saved["test"]["mse"] == results["test"]["mse"] > 0
     assert [t["model"] for t in saved["teachers"]] == ["itransformer"] * 2
     assert saved["num_regressor_params"] == 2 * (16 * 16 + 16 + 16 * 16 + 16)
+    # The distilled student reloads alone from its workdir (plots, reuse), regressors dropped.
+    student = load_teacher(tmp_path / f"kd_{cache}")
+    assert student.metadata["config"]["kind"] == "distill"
+    assert "regressors" not in student.variables["params"]

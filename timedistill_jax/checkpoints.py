@@ -121,6 +121,18 @@ class CheckpointStore:
           f"checkpoint metadata {path} is missing or unreadable ({e}); the checkpoint is "
           "damaged: retrain, or remove this step to fall back to an older one.") from e
 
+  def saved_shapes(self, step=None):
+    """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata."""
+    step = self._resolve(step)
+    try:
+      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
+    except Exception as e:  # Orbax raises many types for a missing or garbled tree
+      raise CheckpointError(f"checkpoint {self.directory / str(step)} is unreadable: "
+                            f"{type(e).__name__}: {str(e)[:300]}") from e
+    tree = getattr(meta, "item_metadata", meta)
+    tree = getattr(tree, "tree", tree)
+    return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), tree)
+
   def restore(self, abstract_tree, step=None):
     """Restores step ``step`` (default: latest) into ``abstract_tree``; returns (tree, metadata).
 
@@ -181,7 +193,10 @@ class Teacher:
 
 def load_teacher(workdir, *, check: Callable[[dict], None] | None = None) -> Teacher:
   """Rebuilds a model from its workdir's best checkpoint alone (config and data sizes are in
-  the metadata). ``check(metadata)`` may refuse it before anything is built or restored."""
+  the metadata). ``check(metadata)`` may refuse it before anything is built or restored.
+
+  Works for every kind of run: a teacher, a student, or a distilled student (whose checkpoint
+  also holds the regressors; they are restored for the integrity check and then dropped)."""
   from timedistill_jax.models import build_model  # models import nothing from here
 
   best = Path(workdir) / "checkpoints" / "best"
@@ -205,6 +220,8 @@ def load_teacher(workdir, *, check: Callable[[dict], None] | None = None) -> Tea
         lambda: model.init(jax.random.PRNGKey(0), *shapes, train=False, mask=jnp.ones(1)))
     abstract = {"params": {"model": abstract_vars["params"]},
                 "batch_stats": abstract_vars.get("batch_stats", {})}
+    if cfg.get("kind") == "distill":  # the regressors' sizes depend on the teachers
+      abstract["params"]["regressors"] = store.saved_shapes()["params"]["regressors"]
     tree, metadata = store.restore(abstract)
   variables = {"params": tree["params"]["model"]}
   if tree["batch_stats"]:
