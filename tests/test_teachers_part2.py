@@ -2,6 +2,7 @@
 parameter counts against the PyTorch reference, and the state_dict conversion."""
 
 import math
+import re
 
 import flax
 import jax
@@ -10,7 +11,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from timedistill_jax import convert_part2
+from timedistill_jax import convert
 from timedistill_jax import models
 from timedistill_jax.errors import CheckpointError
 from timedistill_jax.models.layers import (
@@ -352,24 +353,8 @@ def test_strided_conv_transpose_matches_numpy():
 
 def _reference_state_dict(name, model, variables):
   """A state_dict with the reference's names and PyTorch layouts, made from Flax variables."""
-  inverse = {"copy": lambda w: w, "linear": lambda w: w.T,
-             "conv1x1": lambda w: w.T[:, :, None], "conv1d": lambda w: w.transpose(2, 1, 0),
-             "conv_transpose1d": lambda w: w.transpose(1, 2, 0),
-             "conv2d": lambda w: w.transpose(3, 2, 0, 1)}
-  captured = []
-  original = convert_part2.apply_table
-
-  def capture(state_dict, variables, table, skip=convert_part2.SKIP):
-    captured.extend(table)
-    return variables
-
-  convert_part2.apply_table = capture
-  try:
-    convert_part2.CONVERTERS[name]({}, variables)
-  finally:
-    convert_part2.apply_table = original
-  flat = flax.traverse_util.flatten_dict(variables["params"])
-  return {key: inverse[layout](np.asarray(flat[path])) for key, path, layout in captured}
+  del name
+  return convert.to_torch(model, variables)
 
 
 REFERENCE_KEYS = {
@@ -394,17 +379,17 @@ def test_convert_round_trip_and_errors(setup):
     assert sd[key].shape == shape, key
   sd["enc_embedding.position_embedding.pe"] = np.zeros((1, 5000, 16), np.float32)  # skipped
   zeros = jax.tree_util.tree_map(np.zeros_like, variables)
-  out = convert_part2.CONVERTERS[name](sd, zeros)  # no model call: fast
+  out = convert.from_torch(model, sd, zeros)  # no model call: fast
   jax.tree_util.tree_map(np.testing.assert_array_equal, out["params"], variables["params"])
 
   key = next(iter(REFERENCE_KEYS[name]))
   bad = {**sd, key: np.zeros(sd[key].shape + (1,), np.float32)}
-  with pytest.raises(CheckpointError, match="shape of"):
-    convert_part2.CONVERTERS[name](bad, zeros)
-  with pytest.raises(CheckpointError, match="has no key"):
-    convert_part2.CONVERTERS[name]({k: v for k, v in sd.items() if k != key}, zeros)
-  with pytest.raises(CheckpointError, match="not used by the Flax model: extra.weight"):
-    convert_part2.CONVERTERS[name]({**sd, "extra.weight": np.zeros(1)}, zeros)
+  with pytest.raises(CheckpointError, match=rf"checkpoint key '{re.escape(key)}'"):
+    convert.from_torch(model, bad, zeros)
+  with pytest.raises(CheckpointError, match="the checkpoint does not set: params/"):
+    convert.from_torch(model, {k: v for k, v in sd.items() if k != key}, zeros)
+  with pytest.raises(CheckpointError, match="'extra.weight' has no target"):
+    convert.from_torch(model, {**sd, "extra.weight": np.zeros(1)}, zeros)
 
 
 def test_convert_fedformer_shared_weights_must_agree():
@@ -414,8 +399,9 @@ def test_convert_fedformer_shared_weights_must_agree():
   sd = _reference_state_dict("fedformer", model, variables)
   key = "encoder.attn_layers.1.attention.inner_correlation.weights1"
   sd[key] = sd[key] + 1.0
-  with pytest.raises(CheckpointError, match="shared parameter encoder_fourier/weights1"):
-    convert_part2.to_flax_fedformer(sd, variables)
+  with pytest.raises(CheckpointError, match="shared parameter params/encoder_fourier/weights1 "
+                                            "differs under keys"):
+    convert.from_torch(model, sd, variables)
 
 
 def test_fedformer_modes_seeded_and_overridable():

@@ -4,7 +4,8 @@
   ``"random"``, ``modes`` of the first ``seq_len // 2`` drawn without replacement, sorted. The
   reference draws them with the global ``np.random`` state when the model is built; here the
   draw uses ``np.random.RandomState(seed)`` and the result is a static tuple the model holds as
-  a field, so a run is reproducible and ``convert_part2`` can pass the reference's own indices.
+  a field, so a run is reproducible and ``convert.fedformer_mode_indices`` can pass the
+  reference's own indices.
   Called in the reference's order (encoder, decoder self, cross q, cross kv) on one
   ``RandomState``, the draw equals the reference's after ``np.random.seed(seed)``.
 * :class:`FourierBlock` (self-attention substitute): rFFT over time of the queries, a learned

@@ -20,7 +20,7 @@ encoder and decoder, prediction = last H steps of seasonal + trend), with
 
 Mode indices: ``mode_indices`` = (encoder, decoder self, cross q, cross kv) tuples; left empty,
 they are drawn from ``np.random.RandomState(mode_seed)`` in that order, which reproduces the
-reference after ``np.random.seed(mode_seed)``. ``convert_part2.fedformer_mode_indices`` reads
+reference after ``np.random.seed(mode_seed)``. ``convert.fedformer_mode_indices`` reads
 them from a reference model so that converted weights keep their modes.
 
 ``features["hidden"]``: the encoder output transposed, first C rows, ``[B, C, L]`` (see
