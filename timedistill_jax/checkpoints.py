@@ -12,6 +12,7 @@ scaler statistics, the metrics at save time, ``arrays_sha256`` over the array co
 reported instead of being restored as garbage.
 """
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 
 from timedistill_jax.errors import CheckpointError
 
@@ -55,6 +57,16 @@ def _atomic_write_json(path: Path, obj) -> None:
   tmp = path.with_name(path.name + ".tmp")
   tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
   os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+  level = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logging.set_verbosity(level)
 
 
 class CheckpointStore:
@@ -125,7 +137,8 @@ class CheckpointStore:
     """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata."""
     step = self._resolve(step)
     try:
-      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
+      with _quiet_absl():  # Orbax warns about an optional file our saves do not write
+        meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
     except Exception as e:  # Orbax raises many types for a missing or garbled tree
       raise CheckpointError(f"checkpoint {self.directory / str(step)} is unreadable: "
                             f"{type(e).__name__}: {str(e)[:300]}") from e

@@ -1,0 +1,103 @@
+"""The paper's experiment grids as data (PAPER.md s.3-5), run by experiments/reproduce.py.
+
+  python experiments/reproduce.py --sweep main --datasets etth1,etth2 --seeds 3
+
+A sweep is datasets x horizons x teachers x seeds x distillation variants. For every
+(dataset, horizon, seed) the runner trains each teacher, the plain MLP and, per teacher and
+variant, the distilled MLP. Teachers and plain MLPs are shared by every sweep (one workdir each),
+so the teacher-variety or ablation sweeps reuse the main sweep's runs.
+
+A variant changes the ``distill`` group of configs/distill.py: ``alpha`` / ``beta`` (default:
+the reference's per-dataset tuned values, PAPER.md s.2.3) and the ablation switches
+``sup_weight`` / ``scale_weight`` / ``period_weight``.
+"""
+
+import dataclasses
+
+from configs import common
+
+SEEDS = (2021, 2022, 2023, 2024, 2025)  # the paper's appendix reports 5-seed means
+PAPER_DATASETS = ("ecl", "etth1", "etth2", "ettm1", "ettm2", "solar", "traffic", "weather")
+ALPHA_BETA_GRID = (0.1, 0.5, 1.0, 2.0)  # the paper's search space (PAPER.md s.2.3, 5)
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One distillation setting; ``distill`` holds overrides of ``config.distill``."""
+
+  name: str
+  distill: tuple = ()  # ((key, value), ...): hashable, so sweeps stay frozen data
+
+  def overrides(self) -> dict:
+    return dict(self.distill)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  name: str
+  description: str
+  datasets: tuple
+  horizons: tuple
+  teachers: tuple
+  seeds: int = 1  # the first ``seeds`` of SEEDS
+  # The official scripts' student, which the paper calls "MLP", is the DMLP (PAPER.md s.1.2).
+  student: str = "dmlp"
+  variants: tuple = (Variant("full"),)
+
+
+FULL = Variant("full")
+
+# Paper Table 4 and Tables 23-26: each loss term removed in turn (ModernTCN teacher).
+ABLATION_VARIANTS = (
+    FULL,
+    Variant("no_period", (("period_weight", 0.0),)),  # w/o L_period, both levels
+    Variant("no_scale", (("scale_weight", 0.0),)),  # w/o L_scale, both levels
+    Variant("no_feature", (("beta", 0.0),)),  # w/o the feature level L^H
+    Variant("no_prediction", (("alpha", 0.0),)),  # w/o the prediction level L^Y
+    Variant("no_sup", (("sup_weight", 0.0),)),  # w/o L_sup: distillation terms only
+)
+
+# Paper Fig. 10: the sensitivity to alpha and beta; every pair of the paper's search grid.
+SENSITIVITY_VARIANTS = tuple(
+    Variant(f"a{a:g}_b{b:g}", (("alpha", a), ("beta", b)))
+    for a in ALPHA_BETA_GRID for b in ALPHA_BETA_GRID)
+
+SWEEPS = {s.name: s for s in (
+    Sweep("main", "Table 1: teacher, MLP and MLP + TimeDistill on every dataset and horizon "
+          "(iTransformer and ModernTCN teachers, the two with tuned scripts).",
+          datasets=PAPER_DATASETS, horizons=common.HORIZONS,
+          teachers=("itransformer", "moderntcn"), seeds=3),
+    Sweep("teachers", "Table 2 / 9: every teacher distilled into the MLP.",
+          datasets=PAPER_DATASETS, horizons=common.HORIZONS, teachers=common.TEACHERS),
+    Sweep("ablation", "Table 4 / 23-26: each loss term removed in turn.",
+          datasets=PAPER_DATASETS, horizons=common.HORIZONS, teachers=("moderntcn",),
+          variants=ABLATION_VARIANTS),
+    Sweep("sensitivity", "Fig. 10: alpha x beta over {0.1, 0.5, 1, 2}.",
+          datasets=PAPER_DATASETS, horizons=common.HORIZONS, teachers=("moderntcn",),
+          variants=SENSITIVITY_VARIANTS),
+)}
+
+# The paper's published averages over the four horizons (PAPER.md s.3): MSE, or (MSE, MAE).
+# Its TimeDistill column uses the ModernTCN teacher; None = not found in any reachable source.
+PAPER_AVERAGES = {
+    "ecl": dict(mlp=0.173, itransformer=0.163, moderntcn=0.167, distilled=0.157),
+    "etth1": dict(itransformer=0.468, distilled=(0.429, 0.441)),
+    "etth2": dict(distilled=0.345),
+    "ettm1": dict(distilled=0.348),
+    "ettm2": dict(distilled=0.250),
+    "solar": dict(moderntcn=0.191, distilled=0.184),
+    "traffic": dict(distilled=0.387),
+    "weather": dict(distilled=0.221),
+}
+PAPER_PER_HORIZON = {("weather", 96): dict(distilled=0.145)}
+
+# Paper Fig. 2 / s.4, ECL shape: inference ms per batch-32 test iteration (GPU) and parameters.
+PAPER_EFFICIENCY = {
+    "mlp": (1.1, 1.1e6), "itransformer": (3.6, 5.3e6), "patchtst": (3.0, 4.1e6),
+    "micn": (2.7, 15.1e6), "moderntcn": (6.2, 132.1e6), "timemixer": (7.8, 5.1e6),
+}
+
+
+def get_sweep(name: str) -> Sweep:
+  common.check_name("sweep", name, tuple(SWEEPS))
+  return SWEEPS[name]

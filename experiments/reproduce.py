@@ -1,0 +1,199 @@
+r"""Runs one of the paper's grids (configs/sweeps.py) and writes its tables and plots.
+
+  python experiments/reproduce.py --sweep main --datasets etth1,etth2 --seeds 3
+  python experiments/reproduce.py --sweep main --datasets ettm1 --horizons 96,336 --seeds 1
+  python experiments/reproduce.py --sweep ablation --datasets etth1 --horizons 96
+  python experiments/reproduce.py --report_only          # tables and plots from finished runs
+
+For every (dataset, horizon, seed) it trains each teacher, then the plain MLP student, then the
+MLP distilled from each teacher (one run per distillation variant). A run whose folder holds
+``results.json`` is skipped; an interrupted run resumes from its last checkpoint, so the command
+can be stopped and started again at any time. A run that fails is reported and the rest go on
+(runs that need a failed teacher are skipped).
+
+Runs go to ``--workdir`` (default ``runs/reproduce/<dataset>_H<h>/s<seed>/...``); the evidence
+goes to ``--results`` (default ``results/``), rewritten after every finished run:
+  summary.csv     one row a run (all sweeps, merged across invocations)
+  RESULTS.md      the paper's table layout with its published averages side by side
+  plots/          a forecast window, training curves, the efficiency scatter (PNG)
+"""
+
+import dataclasses
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from absl import app, flags, logging
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from configs import distill as distill_config  # noqa: E402
+from configs import student as student_config  # noqa: E402
+from configs import sweeps  # noqa: E402
+from configs import teacher as teacher_config  # noqa: E402
+from timedistill_jax import report  # noqa: E402
+from timedistill_jax.errors import ConfigError, TimeDistillError  # noqa: E402
+
+_SWEEP = flags.DEFINE_string("sweep", "main", f"One of {', '.join(sweeps.SWEEPS)}.")
+_DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.")
+_HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
+_TEACHERS = flags.DEFINE_list("teachers", None, "Subset of the sweep's teachers.")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
+_STUDENT = flags.DEFINE_string("student", None, "Student model (default: the sweep's, dmlp).")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Root folder of the runs.")
+_RESULTS = flags.DEFINE_string("results", "results", "Folder for summary.csv, RESULTS.md, plots.")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite tables and plots.")
+_PLOTS = flags.DEFINE_bool("plots", True, "Write the PNG plots.")
+_SMOKE = flags.DEFINE_bool("smoke", False, "A few steps a run: checks a set-up in seconds.")
+
+
+@dataclasses.dataclass
+class Job:
+  run: str  # the run folder relative to the root: also the summary row's key
+  role: str  # teacher | mlp | distilled
+  dataset: str
+  horizon: int
+  seed: int
+  config: object
+  teacher: str = ""
+  variant: str = ""
+  needs: tuple = ()  # runs that must be finished first
+
+
+def _subset(requested, available, what: str) -> tuple:
+  if requested is None:
+    return tuple(available)
+  bad = [x for x in requested if x not in [str(a) for a in available]]
+  if bad:
+    raise ConfigError(f"{what} {', '.join(bad)} not in this sweep; choose from "
+                      f"{', '.join(map(str, available))}.")
+  return tuple(a for a in available if str(a) in requested)
+
+
+def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, seeds=None,
+         student=None, smoke: bool = False) -> list:
+  """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled."""
+  datasets = _subset(datasets, sweep.datasets, "dataset")
+  horizons = _subset(horizons, sweep.horizons, "horizon")
+  teachers = _subset(teachers, sweep.teachers, "teacher")
+  n_seeds = sweep.seeds if seeds is None else seeds
+  if not 1 <= n_seeds <= len(sweeps.SEEDS):
+    raise ConfigError(f"--seeds must be between 1 and {len(sweeps.SEEDS)}, got {n_seeds}.")
+  student = student or sweep.student
+  jobs = []
+  # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
+  for seed in sweeps.SEEDS[:n_seeds]:
+    for dataset in datasets:
+      for h in horizons:
+        base = f"{dataset}_H{h}/s{seed}"
+        arg = f"dataset={dataset},pred_len={h},seed={seed},smoke={smoke}"
+        for t in teachers:
+          jobs.append(Job(f"{base}/teacher_{t}", "teacher", dataset, h, seed,
+                          teacher_config.get_config(f"{arg},model={t}"), teacher=t))
+        jobs.append(Job(f"{base}/{student}", "mlp", dataset, h, seed,
+                        student_config.get_config(f"{arg},model={student}")))
+        for t in teachers:
+          for v in sweep.variants:
+            config = distill_config.get_config(f"{arg},teacher={t},student={student}")
+            config.distill.update(v.overrides())
+            jobs.append(Job(f"{base}/{student}_kd_{t}_{v.name}", "distilled", dataset, h, seed,
+                            config, teacher=t, variant=v.name, needs=(f"{base}/teacher_{t}",)))
+  return jobs
+
+
+def job_row(job: Job, results: dict) -> dict:
+  alpha = beta = None
+  if job.role == "distilled":
+    alpha, beta = job.config.distill.alpha, job.config.distill.beta
+  return report.result_row(job.run, results, role=job.role, dataset=job.dataset,
+                           horizon=job.horizon, seed=job.seed, teacher=job.teacher,
+                           variant=job.variant, alpha=alpha, beta=beta)
+
+
+def run_jobs(jobs, root: Path, write) -> list:
+  """Runs what is not finished; returns the failures as ``[(run, message)]``."""
+  from timedistill_jax.run import run
+
+  done = lambda j: (root / j.run / "results.json").exists()
+  todo = [j for j in jobs if not done(j)]
+  print(f"{len(jobs)} runs in the grid: {len(jobs) - len(todo)} finished, {len(todo)} to do")
+  failed, failures = set(), []
+  bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="run", dynamic_ncols=True)
+  for job in todo:
+    bar.set_description(job.run)
+    if any(n in failed for n in job.needs):
+      failed.add(job.run)
+      failures.append((job.run, "skipped: its teacher failed"))
+      bar.update(1)
+      continue
+    if job.role == "distilled":
+      job.config.teacher.workdir = str(root / job.needs[0])
+    job.config.train.progress = False  # the grid's bar is the progress display
+    t0 = time.time()
+    try:
+      results = run(job.config, root / job.run)
+    except (TimeDistillError, FloatingPointError) as e:
+      failed.add(job.run)
+      failures.append((job.run, str(e)))
+      tqdm.write(f"FAILED {job.run}: {e}")
+    except Exception as e:  # a bug in one run must not cost the rest of a night's grid
+      failed.add(job.run)
+      failures.append((job.run, f"{type(e).__name__}: {e}"))
+      tqdm.write(f"FAILED {job.run}:\n{traceback.format_exc()}")
+    else:
+      tqdm.write(f"{job.run}: test MSE {results['test']['mse']:.4f} MAE "
+                 f"{results['test']['mae']:.4f} ({time.time() - t0:.0f} s)")
+      write(plots=False)
+    bar.update(1)
+  bar.close()
+  return failures
+
+
+def finished_rows(jobs, root: Path) -> list:
+  rows = []
+  for job in jobs:
+    path = root / job.run / "results.json"
+    if path.exists():
+      rows.append(job_row(job, json.loads(path.read_text())))
+  return rows
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+
+  root, results_dir = Path(_WORKDIR.value), Path(_RESULTS.value)
+  try:
+    sweep = sweeps.get_sweep(_SWEEP.value)
+    jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
+                teachers=_TEACHERS.value, seeds=_SEEDS.value, student=_STUDENT.value,
+                smoke=_SMOKE.value)
+  except TimeDistillError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+  def write(plots: bool) -> None:
+    rows = report.merge_rows(report.read_summary(results_dir / "summary.csv"),
+                             finished_rows(jobs, root))
+    report.write_summary(results_dir / "summary.csv", rows)
+    report.write_results_md(rows, results_dir / "RESULTS.md", sweeps_module=sweeps)
+    if plots and _PLOTS.value:
+      from timedistill_jax import plots as plotting  # matplotlib only when plotting
+      plotting.write_plots(rows, root, results_dir / "plots")
+
+  failures = [] if _REPORT_ONLY.value else run_jobs(jobs, root, write)
+  write(plots=True)
+  print(f"wrote {results_dir / 'summary.csv'}, {results_dir / 'RESULTS.md'} and "
+        f"{results_dir / 'plots'}/")
+  if failures:
+    print(f"{len(failures)} runs failed:")
+    for run, message in failures:
+      print(f"  {run}: {message}")
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

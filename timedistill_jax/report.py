@@ -1,0 +1,256 @@
+"""Results of a grid of runs: one CSV row a run, the paper's tables in Markdown, and plots.
+
+Used by experiments/reproduce.py; everything here reads finished run folders (``results.json``,
+``metrics.jsonl``, ``checkpoints/best``) and writes files, so a report can be remade at any
+time from the runs alone.
+"""
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+FIELDS = ("run", "dataset", "horizon", "role", "model", "teacher", "variant", "seed", "alpha",
+          "beta", "test_mse", "test_mae", "params", "regressor_params", "epochs", "best_epoch",
+          "ms_per_train_step", "inference_ms", "wall_s")
+ROLES = ("teacher", "mlp", "distilled")
+
+
+def result_row(run: str, results: dict, *, role: str, dataset: str, horizon: int, seed: int,
+               teacher: str = "", variant: str = "", alpha=None, beta=None) -> dict:
+  """One summary row from a run's ``results.json``."""
+  return dict(
+      run=run, dataset=dataset, horizon=int(horizon), role=role, model=results["model"],
+      teacher=teacher, variant=variant, seed=int(seed),
+      alpha="" if alpha is None else alpha, beta="" if beta is None else beta,
+      test_mse=results["test"]["mse"], test_mae=results["test"]["mae"],
+      params=results["num_params"], regressor_params=results.get("num_regressor_params", 0),
+      epochs=results["epochs"], best_epoch=results["best_epoch"],
+      ms_per_train_step=results["ms_per_train_step"],
+      inference_ms=results["inference_ms_per_batch"], wall_s=results["wall_seconds"])
+
+
+def read_summary(path) -> list:
+  path = Path(path)
+  if not path.exists():
+    return []
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for r in rows:
+    for k in ("horizon", "seed", "params", "regressor_params", "epochs", "best_epoch"):
+      r[k] = int(r[k])
+    for k in ("test_mse", "test_mae", "ms_per_train_step", "inference_ms", "wall_s"):
+      r[k] = float(r[k])
+  return rows
+
+
+def write_summary(path, rows) -> None:
+  """Writes ``rows`` (sorted, one per run) atomically, so an interrupted sweep keeps its file."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  order = {role: i for i, role in enumerate(ROLES)}
+  rows = sorted(rows, key=lambda r: (r["dataset"], r["horizon"], r["teacher"],
+                                     order.get(r["role"], 9), r["variant"], r["seed"]))
+  tmp = path.with_name(path.name + ".tmp")
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=FIELDS)
+    writer.writeheader()
+    writer.writerows({k: r[k] for k in FIELDS} for r in rows)
+  tmp.replace(path)
+
+
+def merge_rows(old, new) -> list:
+  """``old`` with the rows of ``new`` added or replaced (the key is the run folder)."""
+  merged = {r["run"]: r for r in old}
+  merged.update({r["run"]: r for r in new})
+  return list(merged.values())
+
+
+# ---- Tables ----
+
+def _stats(values):
+  a = np.asarray(values, float)
+  return (float(a.mean()), float(a.std())) if a.size else (math.nan, math.nan)
+
+
+def _cell(values) -> str:
+  mean, std = _stats(values)
+  if math.isnan(mean):
+    return "—"
+  return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {std:.3f}"
+
+
+def _select(rows, **match):
+  return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+def _by_seed(rows, key: str) -> dict:
+  return {r["seed"]: r[key] for r in rows}
+
+
+def _improvement(base, new) -> str:
+  if not base or not new or math.isnan(base) or math.isnan(new):
+    return "—"
+  return f"{100 * (base - new) / base:+.1f}%"
+
+
+def _paper(value, which: int = 0) -> str:
+  if value is None:
+    return "—"
+  if isinstance(value, tuple):
+    return f"{value[which]:.3f}" if which < len(value) else "—"
+  return f"{value:.3f}" if which == 0 else "—"
+
+
+def main_table(rows, teacher: str, paper_averages: dict, variant: str = "full") -> str:
+  """Table 1 layout for one teacher: datasets x horizons plus each dataset's average."""
+  head = ("| dataset | H | seeds | teacher MSE | teacher MAE | MLP MSE | MLP MAE | "
+          "MLP + TimeDistill MSE | MLP + TimeDistill MAE | vs MLP | vs teacher |")
+  lines = [head, "|" + " --- |" * 11]
+  for dataset in sorted({r["dataset"] for r in rows}):
+    per_h = {}
+    for h in sorted({r["horizon"] for r in _select(rows, dataset=dataset)}):
+      t = _select(rows, dataset=dataset, horizon=h, role="teacher", model=teacher)
+      m = _select(rows, dataset=dataset, horizon=h, role="mlp")
+      d = _select(rows, dataset=dataset, horizon=h, role="distilled", teacher=teacher,
+                  variant=variant)
+      if not d:
+        continue
+      per_h[h] = (t, m, d)
+      lines.append(_main_line(dataset, str(h), t, m, d))
+    if len(per_h) > 1:  # the average over horizons, per seed, then mean +- std over seeds
+      avg = [_average_over_horizons([v[i] for v in per_h.values()]) for i in range(3)]
+      lines.append(_main_line(dataset, f"**avg** ({len(per_h)} H)", *avg))
+    paper = paper_averages.get(dataset, {})
+    if paper and per_h:
+      lines.append(
+          f"| {dataset} | paper avg | 5 | {_paper(paper.get(teacher))} | — | "
+          f"{_paper(paper.get('mlp'))} | — | {_paper(paper.get('distilled'))} | "
+          f"{_paper(paper.get('distilled'), 1)} | — | — |")
+  return "\n".join(lines)
+
+
+def _average_over_horizons(groups) -> list:
+  """Rows whose metrics are each seed's mean over the horizons (seeds present at every H)."""
+  seeds = set.intersection(*({r["seed"] for r in g} for g in groups)) if groups else set()
+  out = []
+  for seed in sorted(seeds):
+    sel = [next(r for r in g if r["seed"] == seed) for g in groups]
+    out.append(dict(seed=seed, test_mse=np.mean([r["test_mse"] for r in sel]),
+                    test_mae=np.mean([r["test_mae"] for r in sel])))
+  return out
+
+
+def _main_line(dataset, h, t, m, d) -> str:
+  mse = lambda g: [r["test_mse"] for r in g]
+  mae = lambda g: [r["test_mae"] for r in g]
+  mean = lambda g: _stats(mse(g))[0]
+  return (f"| {dataset} | {h} | {len(d)} | {_cell(mse(t))} | {_cell(mae(t))} | {_cell(mse(m))} "
+          f"| {_cell(mae(m))} | {_cell(mse(d))} | {_cell(mae(d))} | "
+          f"{_improvement(mean(m), mean(d))} | {_improvement(mean(t), mean(d))} |")
+
+
+def variants_table(rows, teacher: str, variants) -> str:
+  """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H."""
+  names = [v.name for v in variants]
+  lines = ["| dataset | MLP | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+  for dataset in sorted({r["dataset"] for r in rows}):
+    mlp = _select(rows, dataset=dataset, role="mlp")
+    cells = [_cell([r["test_mse"] for r in _select(
+        rows, dataset=dataset, role="distilled", teacher=teacher, variant=n)]) for n in names]
+    if any(c != "—" for c in cells):
+      lines.append(f"| {dataset} | {_cell([r['test_mse'] for r in mlp])} | "
+                   + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def teachers_table(rows, teachers) -> str:
+  """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's (all H, seeds)."""
+  lines = ["| dataset | MLP | " + " | ".join(teachers) + " |", "|" + " --- |" * (len(teachers) + 2)]
+  for dataset in sorted({r["dataset"] for r in rows}):
+    mlp = [r["test_mse"] for r in _select(rows, dataset=dataset, role="mlp")]
+    cells = []
+    for t in teachers:
+      tm = [r["test_mse"] for r in _select(rows, dataset=dataset, role="teacher", model=t)]
+      dm = [r["test_mse"] for r in _select(rows, dataset=dataset, role="distilled", teacher=t,
+                                           variant="full")]
+      cells.append("—" if not dm else
+                   f"{_stats(tm)[0]:.3f} → {_stats(dm)[0]:.3f} "
+                   f"({_improvement(_stats(mlp)[0], _stats(dm)[0])})")
+    if any(c != "—" for c in cells):
+      lines.append(f"| {dataset} | {_cell(mlp)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def efficiency_table(rows) -> str:
+  """Per dataset and model: mean parameters, inference ms, train-step ms and MSE over runs."""
+  lines = ["| dataset | model | role | runs | params | inference ms / batch | ms / train step "
+           "| test MSE |", "|" + " --- |" * 8]
+  for dataset in sorted({r["dataset"] for r in rows}):
+    for (role, model), group in _groups(_select(rows, dataset=dataset)).items():
+      lines.append(
+          f"| {dataset} | {model} | {role} | {len(group)} | "
+          f"{np.mean([r['params'] for r in group]):,.0f} | "
+          f"{np.median([r['inference_ms'] for r in group]):.2f} | "
+          f"{np.median([r['ms_per_train_step'] for r in group]):.1f} | "
+          f"{np.mean([r['test_mse'] for r in group]):.3f} |")
+  return "\n".join(lines)
+
+
+def _groups(rows) -> dict:
+  out = {}
+  for r in rows:
+    if r["role"] == "distilled" and r["variant"] != "full":
+      continue
+    label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
+    out.setdefault((r["role"], label), []).append(r)
+  return dict(sorted(out.items()))
+
+
+def read_metrics(workdir) -> list:
+  """The per-epoch records of a run's ``metrics.jsonl`` (empty when there is none)."""
+  path = Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return []
+  return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+# ---- The whole report ----
+
+def write_results_md(rows, path, *, sweeps_module) -> Path:
+  """RESULTS.md: every table that ``rows`` have data for, with the paper's numbers beside."""
+  sw = sweeps_module
+  path = Path(path)
+  main_rows = [r for r in rows if r["role"] != "distilled" or r["variant"] == "full"]
+  teachers = sorted({r["teacher"] for r in rows if r["role"] == "distilled"})
+  out = ["# TimeDistill in JAX: results against the paper", "",
+         "Written by `experiments/reproduce.py` from the runs in `summary.csv` (one row a run). "
+         "Look-back L = 720, the reference's settings per dataset (PAPER.md s.2); test MSE / MAE "
+         "in standardised space over every test window; mean ± std over seeds. The student is "
+         "the DMLP of the official scripts, which the paper calls \"MLP\" (PAPER.md s.1.2); "
+         "alpha / beta are the reference's tuned values per dataset and teacher (s.2.3). "
+         "\"vs MLP\" / \"vs teacher\": MSE improvement of the distilled student. The paper's "
+         "TimeDistill averages use the ModernTCN teacher and 5 seeds; its per-horizon numbers "
+         "were not published (PAPER.md s.3). Timings are from a 2-core CPU, some taken while "
+         "other jobs shared it: see `experiments/benchmark.py` for clean figures.", ""]
+  for t in teachers:
+    if any(r["role"] == "distilled" and r["teacher"] == t and r["variant"] == "full"
+           for r in rows):
+      out += [f"## Main table, {t} teacher", "", main_table(main_rows, t, sw.PAPER_AVERAGES), ""]
+  if len(teachers) > 1:
+    out += ["## Teacher variety", "", "Teacher MSE → distilled MLP MSE (improvement over the "
+            "MLP), averaged over the horizons and seeds run.", "",
+            teachers_table(rows, teachers), ""]
+  for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
+                         ("Sensitivity to alpha / beta", sw.SENSITIVITY_VARIANTS)):
+    names = {v.name for v in variants} - {"full"}
+    for t in teachers:
+      if any(r["variant"] in names and r["teacher"] == t for r in rows):
+        out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
+                "horizons and seeds run.", "", variants_table(rows, t, variants), ""]
+  out += ["## Efficiency of the runs", "", efficiency_table(rows), ""]
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("\n".join(out))
+  return path
