@@ -1,0 +1,200 @@
+r"""Parameters, inference latency, peak memory and train-step time of every model on a dataset's
+shape, with the paper's efficiency figures (PAPER.md s.4) beside the ratios.
+
+  python experiments/benchmark.py --dataset ecl                      # the paper's Fig. 2 shape
+  python experiments/benchmark.py --dataset etth1 --models dmlp,moderntcn --pred_len 336
+
+Every model is built with the reference's settings for the dataset (configs/), random weights
+and a random batch of the dataset's shape (C channels, L = 720, 4 time features), so ECL,
+Traffic and Solar shapes are measured without their files; the cost of a step does not depend on
+the values. Per model: parameters; inference at ``--batch`` (eval mode, jitted, median after
+warm-up, each call ended with ``block_until_ready``); XLA's peak memory of the compiled program
+(arguments + temporaries + outputs, from ``memory_analysis``; on a GPU also the allocator's
+peak); ms per jitted training step (forward, backward and Adam). A model slower than the time
+budget is timed fewer times (at least twice); one that does not fit in memory is reported as
+such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv``.
+"""
+
+import csv
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from configs import common, sweeps  # noqa: E402
+from configs import student as student_config  # noqa: E402
+from configs import teacher as teacher_config  # noqa: E402
+from timedistill_jax import steps  # noqa: E402
+from timedistill_jax.data import DATASETS  # noqa: E402
+from timedistill_jax.data.time_features import num_time_features  # noqa: E402
+from timedistill_jax.models import build_model, count_params  # noqa: E402
+from timedistill_jax.train_state import create_train_state, make_optimizer  # noqa: E402
+
+STUDENTS = ("dmlp", "mlp")
+_DATASET = flags.DEFINE_string("dataset", "ecl", "Dataset whose shape is used.")
+_MODELS = flags.DEFINE_list("models", list(STUDENTS + common.TEACHERS), "Models to measure.")
+_PRED_LEN = flags.DEFINE_integer("pred_len", 96, "Horizon H.")
+_BATCH = flags.DEFINE_integer("batch", 32, "Batch size (the paper's inference figures: 32).")
+_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per figure, at most.")
+_BUDGET = flags.DEFINE_float("budget_s", 30.0, "Seconds of timed calls per figure, at most.")
+_TRAIN = flags.DEFINE_bool("train", True, "Also time the training step.")
+_OUT = flags.DEFINE_string("out", "results", "Folder for the tables.")
+
+
+def timed_ms(fn, *, repeats: int, budget_s: float) -> tuple:
+  """(median ms, calls) of ``fn`` after one warm-up call; stops early when over budget."""
+  jax.block_until_ready(fn())
+  times = []
+  start = time.perf_counter()
+  while len(times) < repeats and (len(times) < 2 or time.perf_counter() - start < budget_s):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return 1000 * float(np.median(times)), len(times)
+
+
+def peak_mb(jitted, *args) -> float:
+  """Arguments + temporaries + outputs of the compiled program (aliased buffers once)."""
+  m = jitted.lower(*args).compile().memory_analysis()
+  if m is None:
+    return float("nan")
+  total = (m.argument_size_in_bytes + m.temp_size_in_bytes + m.output_size_in_bytes
+           - m.alias_size_in_bytes)
+  return total / 2**20
+
+
+def model_config(name: str, dataset: str, pred_len: int):
+  arg = f"dataset={dataset},pred_len={pred_len}"
+  if name in STUDENTS:
+    return student_config.get_config(f"{arg},model={name}")
+  return teacher_config.get_config(f"{arg},model={name}")
+
+
+def random_batch(config, channels: int, batch: int) -> dict:
+  d, f = config.data, num_time_features(config.data.freq)
+  rng = np.random.default_rng(0)
+  normal = lambda *s: rng.standard_normal(s).astype(np.float32)
+  uniform = lambda *s: rng.uniform(-0.5, 0.5, s).astype(np.float32)
+  return dict(x=normal(batch, d.seq_len, channels),
+              y=normal(batch, d.label_len + d.pred_len, channels),
+              x_mark=uniform(batch, d.seq_len, f),
+              y_mark=uniform(batch, d.label_len + d.pred_len, f),
+              mask=np.ones(batch, np.float32))
+
+
+def measure(name: str, dataset: str, channels: int) -> dict:
+  config = model_config(name, dataset, _PRED_LEN.value)
+  d = config.data
+  model = build_model(config.model, seq_len=d.seq_len, label_len=d.label_len,
+                      pred_len=d.pred_len, enc_in=channels)
+  batch = random_batch(config, channels, _BATCH.value)
+  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, batch["x"],
+                                           batch["x_mark"], batch["y_mark"], train=False,
+                                           mask=batch["mask"]))(jax.random.PRNGKey(0))
+  row = dict(model=name, role="student" if name in STUDENTS else "teacher",
+             params=count_params(variables))
+  infer = jax.jit(functools.partial(steps.predict_step, model=model))
+  row["infer_peak_mb"] = peak_mb(infer, variables, batch)
+  row["inference_ms"], row["inference_calls"] = timed_ms(
+      lambda: infer(variables, batch), repeats=_REPEATS.value, budget_s=_BUDGET.value)
+  if _TRAIN.value:
+    tx = make_optimizer(config.optim, 100, config.train.epochs)
+    state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
+                               tx, jax.random.PRNGKey(1))
+    step = jax.jit(functools.partial(steps.train_step, model=model, pred_len=d.pred_len),
+                   donate_argnums=0)
+    row["train_peak_mb"] = peak_mb(step, state, batch)
+    box = {"state": state}
+
+    def call():
+      box["state"], metrics = step(box["state"], batch)
+      return metrics["loss"]
+
+    row["train_step_ms"], row["train_calls"] = timed_ms(
+        call, repeats=_REPEATS.value, budget_s=_BUDGET.value)
+  if jax.devices()[0].platform == "gpu":
+    stats = jax.devices()[0].memory_stats() or {}
+    row["device_peak_mb"] = stats.get("peak_bytes_in_use", float("nan")) / 2**20
+  return row
+
+
+def ratios_table(rows, student: str = "dmlp") -> list:
+  """Speed-up and parameter ratio of the student against each teacher, next to the paper's."""
+  base = next((r for r in rows if r["model"] == student and "error" not in r), None)
+  if base is None:
+    return []
+  p_ms, p_params = sweeps.PAPER_EFFICIENCY["mlp"]
+  lines = [f"Student: {student}. Paper (ECL, GPU, averaged over horizons): the student at "
+           f"{p_ms} ms and {p_params / 1e6:.1f} M parameters.", "",
+           "| teacher | inference speed-up of the student | paper | parameter ratio | paper |",
+           "| --- | --- | --- | --- | --- |"]
+  for r in rows:
+    if r["role"] != "teacher" or "error" in r:
+      continue
+    paper = sweeps.PAPER_EFFICIENCY.get(r["model"])
+    p_speed = f"{paper[0] / p_ms:.1f}x" if paper else "—"
+    p_ratio = f"{paper[1] / p_params:.0f}x" if paper else "—"
+    lines.append(f"| {r['model']} | {r['inference_ms'] / base['inference_ms']:.1f}x | {p_speed} | "
+                 f"{r['params'] / base['params']:.1f}x | {p_ratio} |")
+  return lines
+
+
+def main(argv):
+  del argv
+  dataset = _DATASET.value
+  common.check_name("dataset", dataset, tuple(DATASETS))
+  for m in _MODELS.value:
+    common.check_name("model", m, STUDENTS + common.TEACHERS)
+  channels = DATASETS[dataset].num_channels or 7
+  device = jax.devices()[0]
+  setting = (f"{dataset} shape (C={channels}), L=720, H={_PRED_LEN.value}, batch {_BATCH.value}; "
+             f"{device.platform} ({device.device_kind}), {os.cpu_count()} CPUs visible, "
+             f"jax {jax.__version__}")
+  print(setting)
+  rows = []
+  for name in _MODELS.value:
+    t0 = time.time()
+    try:
+      row = measure(name, dataset, channels)
+    except Exception as e:  # e.g. out of memory on a big shape: report it, go on
+      row = dict(model=name, role="student" if name in STUDENTS else "teacher",
+                 error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")
+    rows.append(row)
+    print(f"  {name}: {row} ({time.time() - t0:.0f} s)", flush=True)
+
+  fmt = lambda r, k, f: f.format(r[k]) if k in r else "—"
+  lines = [f"# Efficiency on the {dataset} shape", "", setting, "",
+           "| model | role | params | inference ms | inference peak MB | ms / train step | "
+           "train peak MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
+  for r in rows:
+    if "error" in r:
+      lines.append(f"| {r['model']} | {r['role']} | failed: {r['error']} | | | | |")
+      continue
+    lines.append(f"| {r['model']} | {r['role']} | {r['params']:,} | "
+                 f"{fmt(r, 'inference_ms', '{:.2f}')} | {fmt(r, 'infer_peak_mb', '{:.0f}')} | "
+                 f"{fmt(r, 'train_step_ms', '{:.1f}')} | {fmt(r, 'train_peak_mb', '{:.0f}')} |")
+  lines += [""] + ratios_table(rows)
+  text = "\n".join(lines) + "\n"
+  print("\n" + text)
+  out = Path(_OUT.value)
+  out.mkdir(parents=True, exist_ok=True)
+  stem = out / f"benchmark_{dataset}_H{_PRED_LEN.value}_{device.platform}"
+  stem.with_suffix(".md").write_text(text)
+  keys = sorted({k for r in rows for k in r})
+  with open(stem.with_suffix(".csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+  print(f"wrote {stem}.md and .csv")
+
+
+if __name__ == "__main__":
+  app.run(main)
