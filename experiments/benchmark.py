@@ -35,6 +35,7 @@ from configs import teacher as teacher_config  # noqa: E402
 from timedistill_jax import steps  # noqa: E402
 from timedistill_jax.data import DATASETS  # noqa: E402
 from timedistill_jax.data.time_features import num_time_features  # noqa: E402
+from timedistill_jax.errors import TimeDistillError  # noqa: E402
 from timedistill_jax.models import build_model, count_params  # noqa: E402
 from timedistill_jax.train_state import create_train_state, make_optimizer  # noqa: E402
 
@@ -90,12 +91,14 @@ def random_batch(config, channels: int, batch: int) -> dict:
               mask=np.ones(batch, np.float32))
 
 
-def measure(name: str, dataset: str, channels: int) -> dict:
-  config = model_config(name, dataset, _PRED_LEN.value)
+def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, batch_size: int = 32,
+            repeats: int = 20, budget_s: float = 30.0, train: bool = True) -> dict:
+  """One model's row: params, inference ms and peak MB, train-step ms and peak MB."""
+  config = model_config(name, dataset, pred_len)
   d = config.data
   model = build_model(config.model, seq_len=d.seq_len, label_len=d.label_len,
                       pred_len=d.pred_len, enc_in=channels)
-  batch = random_batch(config, channels, _BATCH.value)
+  batch = random_batch(config, channels, batch_size)
   variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, batch["x"],
                                            batch["x_mark"], batch["y_mark"], train=False,
                                            mask=batch["mask"]))(jax.random.PRNGKey(0))
@@ -104,8 +107,8 @@ def measure(name: str, dataset: str, channels: int) -> dict:
   infer = jax.jit(functools.partial(steps.predict_step, model=model))
   row["infer_peak_mb"] = peak_mb(infer, variables, batch)
   row["inference_ms"], row["inference_calls"] = timed_ms(
-      lambda: infer(variables, batch), repeats=_REPEATS.value, budget_s=_BUDGET.value)
-  if _TRAIN.value:
+      lambda: infer(variables, batch), repeats=repeats, budget_s=budget_s)
+  if train:
     tx = make_optimizer(config.optim, 100, config.train.epochs)
     state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
                                tx, jax.random.PRNGKey(1))
@@ -118,8 +121,8 @@ def measure(name: str, dataset: str, channels: int) -> dict:
       box["state"], metrics = step(box["state"], batch)
       return metrics["loss"]
 
-    row["train_step_ms"], row["train_calls"] = timed_ms(
-        call, repeats=_REPEATS.value, budget_s=_BUDGET.value)
+    row["train_step_ms"], row["train_calls"] = timed_ms(call, repeats=repeats,
+                                                        budget_s=budget_s)
   if jax.devices()[0].platform == "gpu":
     stats = jax.devices()[0].memory_stats() or {}
     row["device_peak_mb"] = stats.get("peak_bytes_in_use", float("nan")) / 2**20
@@ -150,9 +153,13 @@ def ratios_table(rows, student: str = "dmlp") -> list:
 def main(argv):
   del argv
   dataset = _DATASET.value
-  common.check_name("dataset", dataset, tuple(DATASETS))
-  for m in _MODELS.value:
-    common.check_name("model", m, STUDENTS + common.TEACHERS)
+  try:
+    common.check_name("dataset", dataset, tuple(DATASETS))
+    for m in _MODELS.value:
+      common.check_name("model", m, STUDENTS + common.TEACHERS)
+  except TimeDistillError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   channels = DATASETS[dataset].num_channels or 7
   device = jax.devices()[0]
   setting = (f"{dataset} shape (C={channels}), L=720, H={_PRED_LEN.value}, batch {_BATCH.value}; "
@@ -163,7 +170,8 @@ def main(argv):
   for name in _MODELS.value:
     t0 = time.time()
     try:
-      row = measure(name, dataset, channels)
+      row = measure(name, dataset, channels, pred_len=_PRED_LEN.value, batch_size=_BATCH.value,
+                    repeats=_REPEATS.value, budget_s=_BUDGET.value, train=_TRAIN.value)
     except Exception as e:  # e.g. out of memory on a big shape: report it, go on
       row = dict(model=name, role="student" if name in STUDENTS else "teacher",
                  error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")

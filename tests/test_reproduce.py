@@ -1,0 +1,133 @@
+"""The paper's grids (configs/sweeps.py), the grid runner, its report, and the benchmark."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from configs import common, sweeps
+from timedistill_jax import report
+from timedistill_jax.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _script(name):
+  spec = importlib.util.spec_from_file_location(f"experiments_{name}",
+                                                ROOT / "experiments" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+reproduce = _script("reproduce")
+benchmark = _script("benchmark")
+
+
+def test_sweeps_cover_the_papers_grids():
+  main = sweeps.get_sweep("main")
+  assert set(main.datasets) == {"ecl", "etth1", "etth2", "ettm1", "ettm2", "solar", "traffic",
+                                "weather"}
+  assert main.horizons == (96, 192, 336, 720) and main.student == "dmlp"
+  assert set(sweeps.get_sweep("teachers").teachers) == set(common.TEACHERS)
+  assert [v.name for v in sweeps.ABLATION_VARIANTS] == [
+      "full", "no_period", "no_scale", "no_feature", "no_prediction", "no_sup"]
+  assert len(sweeps.SENSITIVITY_VARIANTS) == 16
+  with pytest.raises(ConfigError, match="unknown sweep"):
+    sweeps.get_sweep("mian")
+
+
+def test_plan_orders_runs_by_dependency_seeds_outermost():
+  jobs = reproduce.plan(sweeps.get_sweep("main"), datasets=["etth1"], horizons=["96", "336"],
+                        teachers=["itransformer"], seeds=2)
+  assert len(jobs) == 2 * 2 * 3
+  assert [j.seed for j in jobs] == [2021] * 6 + [2022] * 6
+  first = jobs[:3]
+  assert [j.role for j in first] == ["teacher", "mlp", "distilled"]
+  assert first[2].needs == (first[0].run,)
+  assert first[2].run == "etth1_H96/s2021/dmlp_kd_itransformer_full"
+  # alpha / beta default to the reference's tuned ETTh1 values for the iTransformer teacher.
+  assert (first[2].config.distill.alpha, first[2].config.distill.beta) == (2.0, 2.0)
+  ablation = reproduce.plan(sweeps.get_sweep("ablation"), datasets=["etth1"], horizons=["96"])
+  no_sup = next(j for j in ablation if j.variant == "no_sup")
+  assert no_sup.config.distill.sup_weight == 0.0
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
+    (dict(horizons=["100"]), "horizon 100 not in this sweep"),
+    (dict(seeds=9), "--seeds must be between 1 and 5"),
+])
+def test_plan_refuses_what_is_not_in_the_sweep(kw, match):
+  with pytest.raises(ConfigError, match=match):
+    reproduce.plan(sweeps.get_sweep("main"), **kw)
+
+
+def _row(run, role, seed, mse, h=96, model="dmlp", teacher="", variant=""):
+  return dict(run=run, dataset="etth1", horizon=h, role=role, model=model, teacher=teacher,
+              variant=variant, seed=seed, alpha="", beta="", test_mse=mse, test_mae=mse / 2,
+              params=10, regressor_params=0, epochs=3, best_epoch=1, ms_per_train_step=1.0,
+              inference_ms=0.5, wall_s=2.0)
+
+
+def test_main_table_means_improvements_and_horizon_average(tmp_path):
+  rows = []
+  for h, base in ((96, 0.4), (192, 0.5)):
+    for seed, eps in ((2021, 0.0), (2022, 0.02)):
+      rows += [_row(f"t{h}{seed}", "teacher", seed, base + eps, h, "itransformer", "itransformer"),
+               _row(f"m{h}{seed}", "mlp", seed, base + 0.1 + eps, h),
+               _row(f"d{h}{seed}", "distilled", seed, base - 0.05 + eps, h, "dmlp",
+                    "itransformer", "full")]
+  table = report.main_table(rows, "itransformer", sweeps.PAPER_AVERAGES)
+  lines = table.splitlines()
+  # H=96: MLP 0.51 +- 0.01, distilled 0.36 +- 0.01: (0.51 - 0.36) / 0.51 = 29.4 %.
+  h96 = next(line for line in lines if "| 96 |" in line)
+  assert "0.510 ± 0.010" in h96 and "0.360 ± 0.010" in h96 and "+29.4%" in h96
+  avg = next(line for line in lines if "avg" in line and "paper" not in line)
+  assert "0.410 ± 0.010" in avg  # distilled: mean over H per seed, then over seeds
+  assert "| paper avg |" in lines[-1] and "0.429" in lines[-1] and "0.468" in lines[-1]
+  path = tmp_path / "summary.csv"
+  report.write_summary(path, rows)
+  back = report.read_summary(path)
+  assert len(back) == len(rows) and math.isclose(
+      sum(r["test_mse"] for r in back), sum(r["test_mse"] for r in rows))
+  merged = report.merge_rows(back, [_row("t962021", "teacher", 2021, 9.0)])
+  assert len(merged) == len(rows) and any(r["test_mse"] == 9.0 for r in merged)
+
+
+def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
+  sweep = sweeps.Sweep("tiny", "test", datasets=("synthetic",), horizons=(96,),
+                       teachers=("itransformer",), student="mlp")
+  jobs = reproduce.plan(sweep, smoke=True)
+  root, results = tmp_path / "runs", tmp_path / "results"
+  writes = []
+  failures = reproduce.run_jobs(jobs, root, lambda plots: writes.append(plots))
+  assert failures == [] and len(writes) == 3
+  assert all((root / j.run / "results.json").exists() for j in jobs)
+  assert reproduce.run_jobs(jobs, root, lambda plots: writes.append(plots)) == []
+  assert len(writes) == 3  # nothing ran again
+  rows = reproduce.finished_rows(jobs, root)
+  assert [r["role"] for r in rows] == ["teacher", "mlp", "distilled"]
+  assert rows[2]["teacher"] == "itransformer" and rows[2]["regressor_params"] > 0
+  report.write_summary(results / "summary.csv", rows)
+  text = report.write_results_md(rows, results / "RESULTS.md", sweeps_module=sweeps).read_text()
+  assert "## Main table, itransformer teacher" in text and "| synthetic | 96 | 1 |" in text
+  from timedistill_jax import plots
+  written = plots.write_plots(rows, root, results / "plots")
+  assert {p.name for p in written} == {"forecast_synthetic_H96.png", "curves_synthetic_H96.png",
+                                       "efficiency_synthetic.png"}
+  assert all(p.stat().st_size > 1000 for p in written)
+
+
+def test_benchmark_measures_a_model_and_reports_ratios():
+  rows = [benchmark.measure(name, "etth1", 7, repeats=2, budget_s=1.0, train=(name == "mlp"))
+          for name in ("dmlp", "mlp")]
+  mlp = rows[1]
+  assert mlp["params"] == 418_428 and mlp["inference_ms"] > 0 and mlp["train_step_ms"] > 0
+  assert mlp["infer_peak_mb"] > 0 and np.isfinite(mlp["train_peak_mb"])
+  teacher = dict(rows[1], model="moderntcn", role="teacher", params=4 * 836_842,
+                 inference_ms=4 * rows[0]["inference_ms"])
+  lines = benchmark.ratios_table(rows + [teacher])
+  assert any(line.startswith("| moderntcn | 4.0x | 5.6x | 4.0x | 120x |") for line in lines)
