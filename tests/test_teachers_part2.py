@@ -411,3 +411,40 @@ def test_fedformer_modes_seeded_and_overridable():
   assert model.indices() == build("fedformer", mode_seed=7).indices()
   given = ((0, 1, 2, 3), (0, 1, 2, 3), (0, 1, 2, 3), (4, 5, 6, 7))
   assert build("fedformer", mode_indices=given).indices() == given
+
+
+# ---- more variates than d_model (Traffic: C = 862 > 512; Solar FEDformer: 137 > 64) ----
+
+@pytest.mark.parametrize("name", ["autoformer", "fedformer"])
+def test_hidden_has_min_c_d_model_rows_and_distils(name):
+  # The reference takes features[-2].permute(0, 2, 1)[:, :C]: only d_model rows exist when
+  # C > d_model (checked against the reference model at C = 20, d_model = 16: max diff 3e-6),
+  # and its trainer then cuts the student's features to those rows.
+  from timedistill_jax import distill
+  from timedistill_jax.train_state import make_optimizer
+
+  wide = 20
+  model = models.build_model(ml_collections.ConfigDict(dict(name=name, **SMALL_KWARGS[name])),
+                             seq_len=L, label_len=LABEL_LEN, pred_len=H, enc_in=wide)
+  kx, km, ky = jax.random.split(jax.random.key(0), 3)
+  x = jax.random.normal(kx, (B, L, wide))
+  x_mark = jax.random.uniform(km, (B, L, F), minval=-0.5, maxval=0.5)
+  y_mark = jax.random.uniform(ky, (B, LABEL_LEN + H, F), minval=-0.5, maxval=0.5)
+  variables = random_variables(model, (x, x_mark, y_mark))
+  pred, feats = jax.jit(model.apply)(variables, x, x_mark, y_mark)
+  assert pred.shape == (B, H, wide)
+  assert feats["hidden"].shape == (B, SMALL_KWARGS[name]["d_model"], L)
+
+  student = models.build_model(ml_collections.ConfigDict(dict(
+      name="mlp", d_model=8, norm="non-stationary", moving_avg=25)),
+      seq_len=L, label_len=LABEL_LEN, pred_len=H, enc_in=wide)
+  batch = dict(x=x, x_mark=x_mark, y_mark=y_mark, y=jax.random.normal(ky, (B, LABEL_LEN + H, wide)),
+               mask=jnp.ones((B,), jnp.float32))
+  optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
+  state = distill.create_distill_state(student, [model], make_optimizer(optim, 1, 1),
+                                       jax.random.key(1), batch)
+  _, metrics = distill.cached_distill_step(
+      state, batch | {"teacher_pred": (pred,), "teacher_hidden": (feats["hidden"],)},
+      student=student, regressor=distill.Regressor(student.feature_dim),
+      loss=distill.LossConfig(alpha=1.0, beta=1.0), pred_len=H)
+  assert np.isfinite(float(metrics["feat_scale"])) and np.isfinite(float(metrics["feat_period"]))

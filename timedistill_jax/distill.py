@@ -63,9 +63,12 @@ def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig,
     pred_s, feats_s, new_stats = steps.apply_model(student, variables, batch, train=True, rng=rng)
     totals, parts = [], []
     for reg_params, (pred_t, hidden_t) in zip(params["regressors"], outs):
-      hidden_t = regressor.apply(reg_params, hidden_t)  # [B, C, D]
+      hidden_t = regressor.apply(reg_params, hidden_t)  # [B, C_t, D]
+      # FEDformer / Autoformer features have min(C, d_model) rows (Traffic: 512 of 862, Solar
+      # FEDformer: 64 of 137); the reference then compares only the student's first C_t rows.
+      hidden_s = feats_s["hidden"][:, :hidden_t.shape[1]]
       total, p = losses.timedistill_loss(
-          pred_s[..., f_dim:], pred_t[..., f_dim:], feats_s["hidden"], hidden_t, y,
+          pred_s[..., f_dim:], pred_t[..., f_dim:], hidden_s, hidden_t, y,
           alpha=loss.alpha, beta=loss.beta, temperature=loss.temperature,
           num_scales=loss.num_scales, mask=mask, sup_weight=loss.sup_weight,
           scale_weight=loss.scale_weight, period_weight=loss.period_weight)
