@@ -11,6 +11,17 @@ set ``--config.distill.alpha`` / ``beta`` to change them. Several teachers: a co
 list of workdirs in ``--config.teacher.workdir``; each gets its own regressor and the
 distillation terms are averaged over teachers.
 
+A teacher trained by the reference PyTorch code (TimeDistill or Time-Series-Library) is used
+without retraining: ``--config.teacher.torch_checkpoint=.../checkpoint.pth`` (needs the torch
+extra, ``pip install -e .[torch]``). Its architecture is ``config.teacher.model``, the
+reference's settings for the dataset (configs/common.py); a teacher trained with others needs
+them set, e.g. ``--config.teacher.model.d_model=128``, and a file that does not fit is one
+CheckpointError naming the key and shapes at fault.
+
+  python -m timedistill_jax \
+      --config configs/distill.py:dataset=etth1,teacher=itransformer,student=mlp,pred_len=96 \
+      --config.teacher.torch_checkpoint=checkpoints/<setting>/checkpoint.pth --workdir runs/kd
+
 A teacher trained for another dataset, horizon, input length or channel count is refused before
 anything compiles. ``--config.teacher.cache=False`` runs the teacher on every batch (the
 reference's way) instead of once per training window.
@@ -44,6 +55,12 @@ def get_config(arg=None):
   config.teacher = ml_collections.ConfigDict(dict(
       name=a.teacher,
       workdir="",  # the teacher run's workdir; several: comma-separated
+      # A reference PyTorch teacher (.pth), with the architecture in ``model``; several:
+      # comma-separated. May be combined with ``workdir`` teachers.
+      torch_checkpoint="",
+      model=ml_collections.ConfigDict(dict(
+          **common.TEACHER_DEFAULTS.get(a.teacher, {}),
+          **common.TEACHER_MODEL[a.teacher].get(a.dataset, {}))),
       cache=True,  # compute the frozen teacher's outputs once per training window
       cache_max_mb=2048,  # ... when they fit in this much host memory
   ))

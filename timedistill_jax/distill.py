@@ -157,6 +157,22 @@ def teacher_workdirs(config) -> list:
   return [w.strip() for w in str(config.teacher.workdir).split(",") if w.strip()]
 
 
+def torch_teacher_paths(config) -> list:
+  return [p.strip() for p in str(config.teacher.get("torch_checkpoint", "")).split(",")
+          if p.strip()]
+
+
+def load_torch_teacher_of(config, splits, path):
+  """A reference PyTorch teacher (``.pth``) built with ``config.teacher.model``'s settings."""
+  from timedistill_jax.convert import load_torch_teacher  # torch is imported only for a .pth
+
+  d = config.data
+  model_config = dict(name=config.teacher.name, **config.teacher.get("model", {}))
+  return load_torch_teacher(path, model_config, seq_len=d.seq_len, label_len=d.label_len,
+                            pred_len=d.pred_len, enc_in=splits.num_channels,
+                            num_time_features=splits.num_time_features)
+
+
 def precompute_teacher_outputs(teachers, teacher_variables, split, batch_size: int) -> tuple:
   """Teacher predictions and features for every window of ``split`` (host numpy arrays)."""
   fn = jax.jit(functools.partial(teacher_outputs, tuple(teachers)))
@@ -183,6 +199,8 @@ def build_distill_run(config, splits, par=None):
   loaded = []
   for w in workdirs:
     loaded.append(load_teacher(w, check=lambda meta, w=w: check_teacher(config, splits, meta, w)))
+  workdirs += torch_teacher_paths(config)
+  loaded += [load_torch_teacher_of(config, splits, p) for p in torch_teacher_paths(config)]
   teachers = tuple(t.model for t in loaded)
   teacher_vars = tuple(t.variables for t in loaded)
 

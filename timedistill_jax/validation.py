@@ -3,6 +3,8 @@
 Each problem is one ``ConfigError`` naming the value, what is wrong and the fix.
 """
 
+import os
+
 from timedistill_jax.data import DATASETS
 from timedistill_jax.data.time_features import num_time_features
 from timedistill_jax.errors import ConfigError, unknown_name
@@ -83,6 +85,29 @@ def validate_config(config) -> None:
     for key in ("alpha", "beta", "sup_weight", "scale_weight", "period_weight"):
       if key in dist:
         _number(dist[key], f"config.distill.{key}")
-    if not str(config.teacher.workdir).strip():
+    torch_checkpoint = str(config.teacher.get("torch_checkpoint", "")).strip()
+    if not str(config.teacher.workdir).strip() and not torch_checkpoint:
       raise ConfigError("distillation needs a trained teacher: set "
-                        "--config.teacher.workdir=RUN_DIR of a teacher run.")
+                        "--config.teacher.workdir=RUN_DIR of a teacher run, or "
+                        "--config.teacher.torch_checkpoint=FILE.pth of a PyTorch one.")
+    if torch_checkpoint:
+      _check_torch_checkpoints(config.teacher, torch_checkpoint)
+
+
+def _check_torch_checkpoints(teacher, paths: str) -> None:
+  """A PyTorch teacher needs torch, existing files and a teacher model that accepts its
+  settings (the file's shapes are checked when it is read)."""
+  from timedistill_jax.convert.pth import TORCH_MISSING, torch_available
+
+  if not torch_available():
+    raise ConfigError(f"--config.teacher.torch_checkpoint: {TORCH_MISSING}")
+  for path in filter(None, (p.strip() for p in paths.split(","))):
+    if not os.path.isfile(path):
+      raise ConfigError(f"--config.teacher.torch_checkpoint: no file {path!r}.")
+  if teacher.name not in REGISTRY:
+    raise unknown_name("teacher (config.teacher.name)", teacher.name, REGISTRY)
+  extra = sorted(set(teacher.get("model", {})) - set(model_fields(teacher.name)))
+  if extra:
+    raise ConfigError(f"teacher {teacher.name!r} has no setting(s) {', '.join(extra)} "
+                      f"(config.teacher.model); it accepts: "
+                      f"{', '.join(sorted(model_fields(teacher.name)))}.")
