@@ -37,9 +37,13 @@ Differences from the reference:
   not built. They hold parameters in the reference's count (``convert.py`` drops their keys).
 * No series decomposition branch (``decomposition=0`` in every TimeDistill script) and no
   ``individual`` head.
-* Channels-last layout ``[B, N, M, D]`` inside the blocks; the grouped 1x1 convolutions are
-  einsums and the depth-wise convolutions sums of shifted copies (``layers/conv.py``): the same
-  numbers, several times faster than XLA's grouped convolutions on a CPU.
+* Layout ``[M, B, N, D]`` inside the blocks (channel-major, so ConvFFN1 is a batched matmul and
+  ConvFFN2 a short fused sum, with no transposes; the head reads it as one matmul); the grouped 1x1
+  convolutions are einsums or fused sums and the depth-wise convolutions sums of shifted copies
+  with an FFT-based kernel gradient (``layers/conv.py``): the same numbers up to float error,
+  several times faster than XLA's grouped convolutions on a CPU.
+* Dropout masks come from ``layers/dropout.py`` (half the Threefry work of ``nn.Dropout``): the
+  same keep probability, another random stream.
 * BatchNorm (``layers/batchnorm.py``) keeps padded rows out of its statistics; its running
   variance is PyTorch's (unbiased).
 """
@@ -53,7 +57,8 @@ from timedistill_jax.models import register
 from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.batchnorm import BatchNorm
 from timedistill_jax.models.layers.conv import DepthwiseConv1d, GroupedPointwise
-from timedistill_jax.models.layers.linear import Linear
+from timedistill_jax.models.layers.dropout import Dropout
+from timedistill_jax.models.layers.linear import Linear, torch_uniform
 from timedistill_jax.models.layers.normalization import RevIN
 from timedistill_jax.models.layers.patching import patch_series
 
@@ -61,15 +66,16 @@ BN_EPS = 1e-5
 _gelu = lambda x: nn.gelu(x, approximate=False)
 
 
-def _batch_norm(x, *, train, mask, axis_name, name):
-  """PyTorch-style BatchNorm over the last axis; padded rows (mask 0) stay out of the stats."""
-  bn_mask = None if mask is None else mask.reshape((-1,) + (1,) * (x.ndim - 1))
-  return BatchNorm(use_running_average=not train, axis=-1, momentum=0.9, epsilon=BN_EPS,
+def _batch_norm(x, *, train, mask, axis_name, name, axis=-1):
+  """PyTorch-style BatchNorm of ``x: [M, B, N, D]`` over ``axis`` (D, or M and D for the M * D
+  series); padded rows (mask 0) stay out of the statistics."""
+  bn_mask = None if mask is None else mask.reshape(1, -1, 1, 1)
+  return BatchNorm(use_running_average=not train, axis=axis, momentum=0.9, epsilon=BN_EPS,
                    axis_name=axis_name, name=name)(x, mask=bn_mask)
 
 
 class Block(nn.Module):
-  """One ModernTCN block on ``[B, N, M, D]``; see the module docstring, step 3."""
+  """One ModernTCN block on ``[M, B, N, D]``; see the module docstring, step 3."""
 
   large_size: int
   small_size: int
@@ -80,27 +86,47 @@ class Block(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool, mask=None):
-    b, n, m, d = x.shape
-    bn = lambda h, name: _batch_norm(h, train=train, mask=mask, axis_name=self.bn_axis_name,
-                                     name=name)
-    drop = nn.Dropout(self.dropout, deterministic=not train)
-    series = x.reshape(b, n, m * d)  # [B, N, M*D], series index m * D + d as the reference
+    m, _, _, d = x.shape
+    bn = lambda h, name, axis=-1: _batch_norm(h, train=train, mask=mask,
+                                              axis_name=self.bn_axis_name, name=name, axis=axis)
+    drop = Dropout(self.dropout, deterministic=not train)
+    # The M * D series (index m * D + d, as the reference) run along N.
+    conv = lambda size, bias, name: DepthwiseConv1d(size, bias, time_axis=2, channel_axes=(0, 3),
+                                                    name=name)(x)
     if self.small_kernel_merged:
-      h = DepthwiseConv1d(self.large_size, use_bias=True, name="merged_conv")(series)
+      h = conv(self.large_size, True, "merged_conv")
     else:
-      h = DepthwiseConv1d(self.large_size, use_bias=False, name="large_conv")(series)
-      h = bn(h, "large_bn")
-      small = DepthwiseConv1d(self.small_size, use_bias=False, name="small_conv")(series)
-      h = h + bn(small, "small_bn")
-    h = bn(h.reshape(b, n, m, d), "norm")  # [B, N, M, D]
+      h = bn(conv(self.large_size, False, "large_conv"), "large_bn", (0, 3))
+      h = h + bn(conv(self.small_size, False, "small_conv"), "small_bn", (0, 3))
+    h = bn(h, "norm")  # [M, B, N, D]
 
     # ConvFFN1 mixes the features of one channel; ConvFFN2 mixes the channels of one feature.
-    h = _gelu(drop(GroupedPointwise(d * self.ffn_ratio, name="ffn1_pw1")(h)))  # [B, N, M, D*r]
-    h = drop(GroupedPointwise(d, name="ffn1_pw2")(h))  # [B, N, M, D]
-    h = jnp.swapaxes(h, 2, 3)  # [B, N, D, M]
-    h = _gelu(drop(GroupedPointwise(m * self.ffn_ratio, name="ffn2_pw1")(h)))  # [B, N, D, M*r]
-    h = drop(GroupedPointwise(m, name="ffn2_pw2")(h))  # [B, N, D, M]
-    return x + jnp.swapaxes(h, 2, 3)
+    pw1 = lambda out, name: GroupedPointwise(out, group_axis=0, feature_axis=-1, name=name)
+    pw2 = lambda out, name: GroupedPointwise(out, group_axis=-1, feature_axis=0, name=name)
+    h = _gelu(drop(pw1(d * self.ffn_ratio, "ffn1_pw1")(h)))  # [M, B, N, D*r]
+    h = drop(pw1(d, "ffn1_pw2")(h))  # [M, B, N, D]
+    h = _gelu(drop(pw2(m * self.ffn_ratio, "ffn2_pw1")(h)))  # [M*r, B, N, D]
+    h = drop(pw2(m, "ffn2_pw2")(h))  # [M, B, N, D]
+    return x + h
+
+
+class Head(nn.Module):
+  """``Linear(D * N -> H)`` of the flattened ``[B, M, D, N]`` backbone, read from ``[M, B, N, D]``
+  as one ``[M*B, N*D] x [N*D, H]`` matmul: the kernel rows are permuted to N-major (1.1M numbers)
+  instead of the activations transposed (2.6M; XLA fused that transpose with the block's last
+  ops into a 10x slower loop)."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, h):
+    m, b, n, d = h.shape
+    fan_in = d * n
+    kernel = self.param("kernel", torch_uniform(fan_in), (fan_in, self.features))  # rows d * N + n
+    bias = self.param("bias", torch_uniform(fan_in), (self.features,))
+    kernel = jnp.swapaxes(kernel.reshape(d, n, -1), 0, 1).reshape(n * d, -1).astype(h.dtype)
+    out = jnp.dot(h.reshape(m * b, n * d), kernel) + bias.astype(h.dtype)  # [M*B, H]
+    return jnp.swapaxes(out.reshape(m, b, -1), 0, 1)  # [B, M, H]
 
 
 @register("moderntcn")
@@ -154,21 +180,20 @@ class ModernTCN(ForecastModel):
     if self.revin:
       x, stats = norm.norm(x)
 
-    patches = patch_series(jnp.swapaxes(x, 1, 2), self.patch_size, self.patch_stride,
-                           pad=self.patch_size - self.patch_stride)  # [B, M, N, P]
-    h = Linear(self.dims, name="stem")(patches)  # [B, M, N, D]
+    patches = patch_series(jnp.transpose(x, (2, 0, 1)), self.patch_size, self.patch_stride,
+                           pad=self.patch_size - self.patch_stride)  # [M, B, N, P]
+    h = Linear(self.dims, name="stem")(patches)  # [M, B, N, D]
     h = _batch_norm(h, train=train, mask=mask, axis_name=self.bn_axis_name,
                     name="stem_bn")
-    h = jnp.swapaxes(h, 1, 2)  # [B, N, M, D]
     for i in range(self.num_blocks):
       block = Block(self.large_size, self.small_size, self.ffn_ratio, self.dropout,
                     self.small_kernel_merged, self.bn_axis_name, name=f"block_{i}")
       h = block(h, train=train, mask=mask)
 
-    b, n, m, d = h.shape
-    hidden = jnp.transpose(h, (0, 2, 3, 1)).reshape(b, m, d * n)  # [B, M, D*N], D-major
-    out = Linear(self.pred_len, name="head")(hidden)  # [B, M, H]
-    out = nn.Dropout(self.head_dropout, deterministic=not train)(out)
+    m, b, n, d = h.shape
+    hidden = jnp.transpose(h, (1, 0, 3, 2)).reshape(b, m, d * n)  # [B, M, D*N], D-major
+    out = Head(self.pred_len, name="head")(h)  # [B, M, H]
+    out = Dropout(self.head_dropout, deterministic=not train)(out)
     pred = jnp.swapaxes(out, 1, 2)  # [B, H, M]
     if self.revin:
       pred = norm.denorm(pred, stats)
