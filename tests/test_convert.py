@@ -1,4 +1,4 @@
-"""Reference state dicts -> Flax variables (timedistill_jax/convert.py)."""
+"""Reference state dicts -> Flax variables (timedistill_jax/convert/)."""
 
 import jax
 import jax.numpy as jnp

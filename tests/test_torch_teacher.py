@@ -87,6 +87,13 @@ def test_reference_settings_fill_the_teacher_model():
                                             e_layers=2, d_model=128, d_ff=128)
 
 
+def test_compare_script_without_torch_says_so(monkeypatch, capsys):
+  from experiments import compare_pytorch
+  monkeypatch.setattr(compare_pytorch, "torch", None)
+  assert compare_pytorch.main([]) == 1
+  assert capsys.readouterr().out.strip() == compare_pytorch.TORCH_MISSING
+
+
 # -- with torch -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,8 @@ def from_torch(model, state_dict: dict, template) -> dict:
     filled[target], source[target] = array, key
   missing = sorted("/".join(k) for k in expected if k not in filled)
   if missing:
-    raise CheckpointError(f"the checkpoint does not set: {', '.join(missing)}.")
+    more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+    raise CheckpointError(f"the checkpoint does not set: {', '.join(missing[:6])}{more}.")
   return flax.traverse_util.unflatten_dict(filled)
 
 
