@@ -9,10 +9,10 @@
   is stored ``[in_g, G * out_g]``, the PyTorch weight ``[G * out_g, in_g, 1]`` transposed, so
   ``convert.py`` maps it like any kernel-1 convolution, whatever the activation layout.
 * :func:`depthwise_conv1d` / :class:`DepthwiseConv1d`: ``Conv1d(C -> C, kernel k, groups=C,
-  padding k // 2)`` along any axis. The forward pass is a sum of k shifted, per-channel-scaled copies
-  of the input (one fused loop; XLA's depth-wise convolution measured 16x slower at B 32, T 180,
+  padding k // 2)`` along any axis. The forward pass is a sum of k shifted, per-channel-scaled
+  copies of the input (one fused loop; XLA's depth-wise convolution measured 16x slower at B 32, T 180,
   C 448, k 51). Its gradient is written by hand: autodiff of the shifted sum gives k separate
-  reductions for the kernel gradient (75% of the whole ModernTCN step on two cores); here the
+  reductions for the kernel gradient (~40% of the old ModernTCN step on two cores); here the
   input gradient is the same shifted sum with the kernel reversed and the kernel gradient a
   cross-correlation of input and output gradient computed with one real FFT of each, summed over
   the batch in the frequency domain. The kernel keeps ``nn.Conv``'s layout ``[k, 1, C]``.

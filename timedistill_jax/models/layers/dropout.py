@@ -3,8 +3,8 @@
 ``nn.Dropout`` draws one float per element with ``jax.random.bernoulli``; under JAX's default
 partitionable Threefry every 32-bit draw costs a whole Threefry-2x32 block whose two output words
 are XOR-ed into one. On a CPU that hashing is most of the cost of dropout (ModernTCN draws four
-masks the size of its hidden state per step: ~15% of a step). Here both words of each block are
-kept, one 32-bit word per element, compared with ``keep * 2**32``: the mask is Bernoulli(keep) to
+masks the size of its hidden state per step: ~1/3 of the old step). Here both words of each block
+are kept, one 32-bit word per element, compared with ``keep * 2**32``: the mask is Bernoulli(keep) to
 2**-32 (``bernoulli`` is exact to 2**-23), the random stream differs. Keys other than Threefry
 fall back to ``jax.random.bernoulli``.
 """
@@ -42,7 +42,7 @@ def dropout(x, rate: float, rng):
 
 
 class Dropout(nn.Module):
-  """Drop-in for ``nn.Dropout(rate, deterministic)`` using :func:`dropout` and the ``dropout`` rng."""
+  """Drop-in for ``nn.Dropout(rate, deterministic)``: :func:`dropout` with the ``dropout`` rng."""
 
   rate: float
   deterministic: bool | None = None
