@@ -5,8 +5,8 @@ partitionable Threefry every 32-bit draw costs a whole Threefry-2x32 block whose
 are XOR-ed into one. On a CPU that hashing is most of the cost of dropout (ModernTCN draws four
 masks the size of its hidden state per step: ~1/3 of the old step). Here both words of each block
 are kept, one 32-bit word per element, compared with ``keep * 2**32``: the mask is
-Bernoulli(keep) to 2**-32 (``bernoulli`` is exact to 2**-23), the random stream differs. Keys other than Threefry
-fall back to ``jax.random.bernoulli``.
+Bernoulli(keep) to 2**-32 (``bernoulli`` is exact to 2**-23), the random stream differs. Keys
+other than Threefry fall back to ``jax.random.bernoulli``.
 """
 
 import flax.linen as nn
