@@ -30,3 +30,18 @@ def unknown_name(kind: str, name: str, choices) -> ConfigError:
 
 class NumericsError(TimeDistillError):
   """Training produced a non-finite loss; the message names the step and the loss part."""
+
+
+def registrar(table: dict, kind: str):
+  """A decorator factory ``register(name)`` that adds the decorated object to ``table``."""
+
+  def register(name: str):
+    def wrap(obj):
+      if name in table:
+        raise RuntimeError(f"{kind} {name!r} registered twice")
+      table[name] = obj
+      return obj
+
+    return wrap
+
+  return register

@@ -37,7 +37,7 @@ import flax
 import numpy as np
 
 from timedistill_jax import models
-from timedistill_jax.errors import CheckpointError
+from timedistill_jax.errors import CheckpointError, registrar
 
 PARAMS, STATS = "params", "batch_stats"
 
@@ -74,19 +74,9 @@ KINDS = {
 
 CONVERTERS: dict = {}
 
-
-def register_converter(name: str):
-  """Decorator: ``fn(model, has) -> rules`` becomes the mapping table of model ``name``;
-  ``has(path)`` tells whether the model's variables hold the Flax module ``path``."""
-
-  def wrap(fn):
-    if name in CONVERTERS:
-      raise RuntimeError(f"converter {name!r} registered twice")
-    CONVERTERS[name] = fn
-    return fn
-
-  return wrap
-
+# ``@register_converter(name)``: ``fn(model, has) -> rules`` becomes the mapping table of
+# model ``name``; ``has(path)`` tells whether the model's variables hold the Flax module ``path``.
+register_converter = registrar(CONVERTERS, "converter")
 
 _FIELD = re.compile(r"\{(\w+)(?::([\w|]+))?\}")
 

@@ -15,22 +15,14 @@ import dataclasses
 
 import jax
 
-from timedistill_jax.errors import ConfigError, unknown_name
+from timedistill_jax.errors import ConfigError, registrar, unknown_name
 
 REGISTRY: dict = {}
 STUDENTS = ("mlp", "dmlp")
 
 
-def register(name: str):
-  """Class decorator adding a model to :data:`REGISTRY` under ``name``."""
-
-  def wrap(cls):
-    if name in REGISTRY:
-      raise RuntimeError(f"model {name!r} registered twice")
-    REGISTRY[name] = cls
-    return cls
-
-  return wrap
+# ``@register(name)``: class decorator adding a model to :data:`REGISTRY` under ``name``.
+register = registrar(REGISTRY, "model")
 
 
 def model_fields(name: str) -> tuple:
