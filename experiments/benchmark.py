@@ -48,6 +48,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per figure, at most.
 _BUDGET = flags.DEFINE_float("budget_s", 30.0, "Seconds of timed calls per figure, at most.")
 _TRAIN = flags.DEFINE_bool("train", True, "Also time the training step.")
 _OUT = flags.DEFINE_string("out", "results", "Folder for the tables.")
+_MERGE = flags.DEFINE_bool("merge", True, "Keep the rows of models not measured this time "
+                           "from an earlier table of the same setting.")
 
 
 def timed_ms(fn, *, repeats: int, budget_s: float) -> tuple:
@@ -55,7 +57,8 @@ def timed_ms(fn, *, repeats: int, budget_s: float) -> tuple:
   jax.block_until_ready(fn())
   times = []
   start = time.perf_counter()
-  while len(times) < repeats and (len(times) < 2 or time.perf_counter() - start < budget_s):
+  while len(times) < repeats and (len(times) < min(2, repeats)
+                                  or time.perf_counter() - start < budget_s):
     t = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t)
@@ -150,6 +153,30 @@ def ratios_table(rows, student: str = "dmlp") -> list:
   return lines
 
 
+def read_rows(path) -> list:
+  """The rows of an earlier CSV, numbers as numbers."""
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  return [{k: _number(v) for k, v in r.items() if v != ""} for r in rows]
+
+
+def _number(text: str):
+  for kind in (int, float):
+    try:
+      return kind(text)
+    except ValueError:
+      pass
+  return text
+
+
+def merge_rows(old, new, measured) -> list:
+  """``new`` plus the ``old`` rows of models not measured now, in the order of the models."""
+  by_model = {r["model"]: r for r in old if r["model"] not in measured}
+  by_model.update({r["model"]: r for r in new})
+  order = STUDENTS + common.TEACHERS
+  return sorted(by_model.values(), key=lambda r: order.index(r["model"]))
+
+
 def main(argv):
   del argv
   dataset = _DATASET.value
@@ -178,7 +205,12 @@ def main(argv):
     rows.append(row)
     print(f"  {name}: {row} ({time.time() - t0:.0f} s)", flush=True)
 
-  fmt = lambda r, k, f: f.format(r[k]) if k in r else "—"
+  out = Path(_OUT.value)
+  stem = out / f"benchmark_{dataset}_H{_PRED_LEN.value}_{device.platform}"
+  if _MERGE.value and stem.with_suffix(".csv").exists():
+    rows = merge_rows(read_rows(stem.with_suffix(".csv")), rows, _MODELS.value)
+
+  fmt = lambda r, k, f: f.format(r[k]) if r.get(k) not in (None, "") else "—"
   lines = [f"# Efficiency on the {dataset} shape", "", setting, "",
            "| model | role | params | inference ms | inference peak MB | ms / train step | "
            "train peak MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -192,9 +224,7 @@ def main(argv):
   lines += [""] + ratios_table(rows)
   text = "\n".join(lines) + "\n"
   print("\n" + text)
-  out = Path(_OUT.value)
   out.mkdir(parents=True, exist_ok=True)
-  stem = out / f"benchmark_{dataset}_H{_PRED_LEN.value}_{device.platform}"
   stem.with_suffix(".md").write_text(text)
   keys = sorted({k for r in rows for k in r})
   with open(stem.with_suffix(".csv"), "w", newline="") as f:

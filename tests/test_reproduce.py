@@ -131,3 +131,21 @@ def test_benchmark_measures_a_model_and_reports_ratios():
                  inference_ms=4 * rows[0]["inference_ms"])
   lines = benchmark.ratios_table(rows + [teacher])
   assert any(line.startswith("| moderntcn | 4.0x | 5.6x | 4.0x | 120x |") for line in lines)
+
+
+def test_benchmark_table_merges_runs_of_other_models(tmp_path):
+  path = tmp_path / "b.csv"
+  old = [dict(model="itransformer", role="teacher", params=5, inference_ms=2.5),
+         dict(model="dmlp", role="student", params=1, inference_ms=1.0)]
+  with open(path, "w", newline="") as f:
+    import csv
+    writer = csv.DictWriter(f, fieldnames=["model", "role", "params", "inference_ms"])
+    writer.writeheader()
+    writer.writerows(old)
+  back = benchmark.read_rows(path)
+  assert back == old  # numbers come back as numbers
+  new = [dict(model="dmlp", role="student", params=1, inference_ms=0.5),
+         dict(model="mlp", role="student", params=1, inference_ms=0.4)]
+  merged = benchmark.merge_rows(back, new, ["dmlp", "mlp"])
+  assert [r["model"] for r in merged] == ["dmlp", "mlp", "itransformer"]
+  assert merged[0]["inference_ms"] == 0.5
