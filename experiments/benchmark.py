@@ -75,6 +75,22 @@ def peak_mb(jitted, *args) -> float:
   return total / 2**20
 
 
+def check_fits(peak: float, what: str) -> None:
+  """Refuses a program too big for this host's memory (CPU): running it would get the process
+  killed by the OS, with every row measured so far.
+
+  XLA:CPU's reported peak undercounts what its runtime allocates: PatchTST on the ECL shape at
+  batch 32 reports 9.7 GiB and was killed at 23 GiB resident; ModernTCN reports 8.6 GiB and runs.
+  Hence the 35% margin."""
+  if jax.devices()[0].platform != "cpu":
+    return
+  host_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+  if peak > 0.35 * host_mb:
+    raise MemoryError(f"{what} needs {peak / 1024:.1f} GiB by XLA's count, over 40% of this "
+                      f"host's {host_mb / 1024:.1f} GiB (XLA:CPU allocates about twice its "
+                      "count); try a smaller --batch")
+
+
 def model_config(name: str, dataset: str, pred_len: int):
   arg = f"dataset={dataset},pred_len={pred_len}"
   if name in STUDENTS:
@@ -102,13 +118,18 @@ def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, batch
   model = build_model(config.model, seq_len=d.seq_len, label_len=d.label_len,
                       pred_len=d.pred_len, enc_in=channels)
   batch = random_batch(config, channels, batch_size)
-  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, batch["x"],
-                                           batch["x_mark"], batch["y_mark"], train=False,
-                                           mask=batch["mask"]))(jax.random.PRNGKey(0))
+  one = {k: v[:1] for k, v in batch.items()}  # parameters do not depend on the batch size
+  variables = jax.jit(lambda r: model.init({"params": r, "dropout": r}, one["x"], one["x_mark"],
+                                           one["y_mark"], train=False, mask=one["mask"]))(
+                                               jax.random.PRNGKey(0))
   row = dict(model=name, role="student" if name in STUDENTS else "teacher",
              params=count_params(variables))
   infer = jax.jit(functools.partial(steps.predict_step, model=model))
   row["infer_peak_mb"] = peak_mb(infer, variables, batch)
+  try:
+    check_fits(row["infer_peak_mb"], "inference")
+  except MemoryError as e:
+    return row | {"error": str(e)}
   row["inference_ms"], row["inference_calls"] = timed_ms(
       lambda: infer(variables, batch), repeats=repeats, budget_s=budget_s)
   if train:
@@ -118,6 +139,10 @@ def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, batch
     step = jax.jit(functools.partial(steps.train_step, model=model, pred_len=d.pred_len),
                    donate_argnums=0)
     row["train_peak_mb"] = peak_mb(step, state, batch)
+    try:
+      check_fits(row["train_peak_mb"], "the training step")
+    except MemoryError as e:
+      return row | {"error": str(e)}
     box = {"state": state}
 
     def call():
@@ -143,7 +168,7 @@ def ratios_table(rows, student: str = "dmlp") -> list:
            "| teacher | inference speed-up of the student | paper | parameter ratio | paper |",
            "| --- | --- | --- | --- | --- |"]
   for r in rows:
-    if r["role"] != "teacher" or "error" in r:
+    if r["role"] != "teacher" or "inference_ms" not in r:
       continue
     paper = sweeps.PAPER_EFFICIENCY.get(r["model"])
     p_speed = f"{paper[0] / p_ms:.1f}x" if paper else "—"
@@ -216,7 +241,9 @@ def main(argv):
            "train peak MB |", "| --- | --- | --- | --- | --- | --- | --- |"]
   for r in rows:
     if "error" in r:
-      lines.append(f"| {r['model']} | {r['role']} | failed: {r['error']} | | | | |")
+      lines.append(f"| {r['model']} | {r['role']} | {fmt(r, 'params', '{:,}')} | "
+                   f"not run: {r['error']} | {fmt(r, 'infer_peak_mb', '{:.0f}')} | | "
+                   f"{fmt(r, 'train_peak_mb', '{:.0f}')} |")
       continue
     lines.append(f"| {r['model']} | {r['role']} | {r['params']:,} | "
                  f"{fmt(r, 'inference_ms', '{:.2f}')} | {fmt(r, 'infer_peak_mb', '{:.0f}')} | "
