@@ -86,7 +86,7 @@ def check_fits(peak: float, what: str) -> None:
     return
   host_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
   if peak > 0.35 * host_mb:
-    raise MemoryError(f"{what} needs {peak / 1024:.1f} GiB by XLA's count, over 40% of this "
+    raise MemoryError(f"{what} needs {peak / 1024:.1f} GiB by XLA's count, over 35% of this "
                       f"host's {host_mb / 1024:.1f} GiB (XLA:CPU allocates about twice its "
                       "count); try a smaller --batch")
 
