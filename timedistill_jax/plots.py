@@ -126,7 +126,7 @@ def write_plots(rows, root, out) -> list:
         continue
       written.append(forecast_plot(runs, out / f"forecast_{dataset}_H{h}.png"))
       written.append(curves_plot(runs, out / f"curves_{dataset}_H{h}.png"))
-    groups = report._groups([r for r in rows if r["dataset"] == dataset])
+    groups = report.groups([r for r in rows if r["dataset"] == dataset])
     points = [(f"{label} ({role})" if role == "teacher" else label,
                float(np.median([r["inference_ms"] for r in g])),
                float(np.mean([r["test_mse"] for r in g])), float(np.mean([r["params"] for r in g])))

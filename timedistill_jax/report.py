@@ -189,7 +189,7 @@ def efficiency_table(rows) -> str:
   lines = ["| dataset | model | role | runs | params | inference ms / batch | ms / train step "
            "| test MSE |", "|" + " --- |" * 8]
   for dataset in sorted({r["dataset"] for r in rows}):
-    for (role, model), group in _groups(_select(rows, dataset=dataset)).items():
+    for (role, model), group in groups(_select(rows, dataset=dataset)).items():
       lines.append(
           f"| {dataset} | {model} | {role} | {len(group)} | "
           f"{np.mean([r['params'] for r in group]):,.0f} | "
@@ -199,7 +199,9 @@ def efficiency_table(rows) -> str:
   return "\n".join(lines)
 
 
-def _groups(rows) -> dict:
+def groups(rows) -> dict:
+  """Rows by ``(role, label)``: one group a model, the distilled ones labelled by teacher;
+  ablation and sensitivity variants left out. Shared by the efficiency table and plot."""
   out = {}
   for r in rows:
     if r["role"] == "distilled" and r["variant"] != "full":
