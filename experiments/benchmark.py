@@ -12,7 +12,8 @@ warm-up, each call ended with ``block_until_ready``); XLA's peak memory of the c
 (arguments + temporaries + outputs, from ``memory_analysis``; on a GPU also the allocator's
 peak); ms per jitted training step (forward, backward and Adam). A model slower than the time
 budget is timed fewer times (at least twice); one that does not fit in memory is reported as
-such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv``.
+such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv`` (``_L<l>`` after the
+dataset when ``--seq_len`` is not 720).
 """
 
 import csv
@@ -43,6 +44,7 @@ STUDENTS = ("dmlp", "mlp")
 _DATASET = flags.DEFINE_string("dataset", "ecl", "Dataset whose shape is used.")
 _MODELS = flags.DEFINE_list("models", list(STUDENTS + common.TEACHERS), "Models to measure.")
 _PRED_LEN = flags.DEFINE_integer("pred_len", 96, "Horizon H.")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", 720, "Look-back L (the paper's: 720).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size (the paper's inference figures: 32).")
 _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per figure, at most.")
 _BUDGET = flags.DEFINE_float("budget_s", 30.0, "Seconds of timed calls per figure, at most.")
@@ -91,11 +93,11 @@ def check_fits(peak: float, what: str) -> None:
                       "count); try a smaller --batch")
 
 
-def model_config(name: str, dataset: str, pred_len: int):
-  arg = f"dataset={dataset},pred_len={pred_len}"
-  if name in STUDENTS:
-    return student_config.get_config(f"{arg},model={name}")
-  return teacher_config.get_config(f"{arg},model={name}")
+def model_config(name: str, dataset: str, pred_len: int, seq_len: int = 720):
+  arg = f"dataset={dataset},pred_len={pred_len},model={name}"
+  config = (student_config if name in STUDENTS else teacher_config).get_config(arg)
+  config.data.seq_len = seq_len
+  return config
 
 
 def random_batch(config, channels: int, batch: int) -> dict:
@@ -110,10 +112,11 @@ def random_batch(config, channels: int, batch: int) -> dict:
               mask=np.ones(batch, np.float32))
 
 
-def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, batch_size: int = 32,
+def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, seq_len: int = 720,
+            batch_size: int = 32,
             repeats: int = 20, budget_s: float = 30.0, train: bool = True) -> dict:
   """One model's row: params, inference ms and peak MB, train-step ms and peak MB."""
-  config = model_config(name, dataset, pred_len)
+  config = model_config(name, dataset, pred_len, seq_len)
   d = config.data
   model = build_model(config.model, seq_len=d.seq_len, label_len=d.label_len,
                       pred_len=d.pred_len, enc_in=channels)
@@ -214,7 +217,7 @@ def main(argv):
     sys.exit(2)
   channels = DATASETS[dataset].num_channels or 7
   device = jax.devices()[0]
-  setting = (f"{dataset} shape (C={channels}), L=720, H={_PRED_LEN.value}, batch {_BATCH.value}; "
+  setting = (f"{dataset} shape (C={channels}), L={_SEQ_LEN.value}, H={_PRED_LEN.value}, batch {_BATCH.value}; "
              f"{device.platform} ({device.device_kind}), {os.cpu_count()} CPUs visible, "
              f"jax {jax.__version__}")
   print(setting)
@@ -222,7 +225,8 @@ def main(argv):
   for name in _MODELS.value:
     t0 = time.time()
     try:
-      row = measure(name, dataset, channels, pred_len=_PRED_LEN.value, batch_size=_BATCH.value,
+      row = measure(name, dataset, channels, pred_len=_PRED_LEN.value, seq_len=_SEQ_LEN.value,
+                    batch_size=_BATCH.value,
                     repeats=_REPEATS.value, budget_s=_BUDGET.value, train=_TRAIN.value)
     except Exception as e:  # e.g. out of memory on a big shape: report it, go on
       row = dict(model=name, role="student" if name in STUDENTS else "teacher",
@@ -231,7 +235,8 @@ def main(argv):
     print(f"  {name}: {row} ({time.time() - t0:.0f} s)", flush=True)
 
   out = Path(_OUT.value)
-  stem = out / f"benchmark_{dataset}_H{_PRED_LEN.value}_{device.platform}"
+  look_back = "" if _SEQ_LEN.value == 720 else f"_L{_SEQ_LEN.value}"
+  stem = out / f"benchmark_{dataset}{look_back}_H{_PRED_LEN.value}_{device.platform}"
   if _MERGE.value and stem.with_suffix(".csv").exists():
     rows = merge_rows(read_rows(stem.with_suffix(".csv")), rows, _MODELS.value)
 
