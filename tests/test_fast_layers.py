@@ -102,3 +102,17 @@ def test_dropout_module_follows_deterministic():
   assert layer.apply({}, x, deterministic=True) is x
   y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.PRNGKey(0)})
   assert set(np.unique(np.asarray(y)).tolist()) <= {0.0, 2.0}
+
+
+@pytest.mark.parametrize("k,padding,length", [(4, 2, 19), (3, 1, 12), (5, 0, 23)])
+def test_strided_conv_equals_xla_conv(k, padding, length):
+  # MICN's Conv1d(kernel k, stride k): the reshape-and-contract path against XLA's convolution.
+  from timedistill_jax.models.layers.multiscale_conv import Conv1d
+  rng = np.random.default_rng(k)
+  x = jnp.asarray(rng.standard_normal((2, length, 3)), jnp.float32)
+  conv = Conv1d(5, k, stride=k, padding=padding)
+  variables = conv.init(jax.random.PRNGKey(0), x)
+  kernel, bias = variables["params"]["kernel"], variables["params"]["bias"]
+  want = jax.lax.conv_general_dilated(x, kernel, (k,), [(padding, padding)],
+                                      dimension_numbers=("NWC", "WIO", "NWC")) + bias
+  np.testing.assert_allclose(conv.apply(variables, x), want, rtol=1e-5, atol=1e-5)
