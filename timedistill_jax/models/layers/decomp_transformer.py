@@ -13,8 +13,9 @@ take their attention modules as arguments.
   ``Linear(D -> c_out)`` on the seasonal part.
 
 The decompositions are :func:`series_decomp` with the moving-average kernel of the config.
-Dropout masks come from ``layers/dropout.py`` (same keep probability as ``nn.Dropout``, half
-the random-number work: a tenth of an encoder layer's training step on the CPU).
+Dropout masks come from ``layers/dropout.py``: same keep probability as ``nn.Dropout``, half the
+random-number work (``nn.Dropout``'s masks were a sixth of an encoder layer's training step on
+the CPU).
 """
 
 import functools

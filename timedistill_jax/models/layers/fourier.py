@@ -105,7 +105,7 @@ class FourierBlock(nn.Module):
   @nn.compact
   def __call__(self, q, k=None, v=None, *, train: bool = False):
     del k, v, train
-    batch, length, heads, width = q.shape
+    _, length, heads, _ = q.shape
     if heads != FOURIER_HEADS:
       raise ConfigError(
           f"FEDformer's Fourier block has {FOURIER_HEADS} heads; got n_heads={heads}.")
@@ -133,7 +133,7 @@ class FourierCrossAttention(nn.Module):
   @nn.compact
   def __call__(self, q, k, v=None, *, train: bool = False):
     del v, train
-    batch, length, heads, width = q.shape
+    length = q.shape[1]
     weights = _complex_weights(self, self.n_heads, self.d_model, len(self.index_q))
     xq_ft = jnp.fft.rfft(jnp.transpose(q, (0, 2, 3, 1)).astype(jnp.float32), axis=-1)
     xk_ft = jnp.fft.rfft(jnp.transpose(k, (0, 2, 3, 1)).astype(jnp.float32), axis=-1)
