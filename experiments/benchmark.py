@@ -113,8 +113,8 @@ def random_batch(config, channels: int, batch: int) -> dict:
 
 
 def measure(name: str, dataset: str, channels: int, *, pred_len: int = 96, seq_len: int = 720,
-            batch_size: int = 32,
-            repeats: int = 20, budget_s: float = 30.0, train: bool = True) -> dict:
+            batch_size: int = 32, repeats: int = 20, budget_s: float = 30.0,
+            train: bool = True) -> dict:
   """One model's row: params, inference ms and peak MB, train-step ms and peak MB."""
   config = model_config(name, dataset, pred_len, seq_len)
   d = config.data
@@ -217,7 +217,8 @@ def main(argv):
     sys.exit(2)
   channels = DATASETS[dataset].num_channels or 7
   device = jax.devices()[0]
-  setting = (f"{dataset} shape (C={channels}), L={_SEQ_LEN.value}, H={_PRED_LEN.value}, batch {_BATCH.value}; "
+  setting = (f"{dataset} shape (C={channels}), L={_SEQ_LEN.value}, H={_PRED_LEN.value}, "
+             f"batch {_BATCH.value}; "
              f"{device.platform} ({device.device_kind}), {os.cpu_count()} CPUs visible, "
              f"jax {jax.__version__}")
   print(setting)
@@ -226,8 +227,8 @@ def main(argv):
     t0 = time.time()
     try:
       row = measure(name, dataset, channels, pred_len=_PRED_LEN.value, seq_len=_SEQ_LEN.value,
-                    batch_size=_BATCH.value,
-                    repeats=_REPEATS.value, budget_s=_BUDGET.value, train=_TRAIN.value)
+                    batch_size=_BATCH.value, repeats=_REPEATS.value, budget_s=_BUDGET.value,
+                    train=_TRAIN.value)
     except Exception as e:  # e.g. out of memory on a big shape: report it, go on
       row = dict(model=name, role="student" if name in STUDENTS else "teacher",
                  error=f"{type(e).__name__}: {str(e).splitlines()[0][:120]}")

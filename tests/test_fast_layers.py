@@ -8,6 +8,7 @@ import pytest
 from timedistill_jax.models.layers.batchnorm import BatchNorm
 from timedistill_jax.models.layers.conv import GroupedPointwise, depthwise_conv1d
 from timedistill_jax.models.layers.dropout import Dropout, dropout
+from timedistill_jax.models.layers.multiscale_conv import Conv1d
 
 
 def _lax_depthwise(x, kernel):
@@ -107,7 +108,6 @@ def test_dropout_module_follows_deterministic():
 @pytest.mark.parametrize("k,padding,length", [(4, 2, 19), (3, 1, 12), (5, 0, 23)])
 def test_strided_conv_equals_xla_conv(k, padding, length):
   # MICN's Conv1d(kernel k, stride k): the reshape-and-contract path against XLA's convolution.
-  from timedistill_jax.models.layers.multiscale_conv import Conv1d
   rng = np.random.default_rng(k)
   x = jnp.asarray(rng.standard_normal((2, length, 3)), jnp.float32)
   conv = Conv1d(5, k, stride=k, padding=padding)
