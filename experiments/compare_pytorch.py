@@ -62,15 +62,15 @@ TEACHER = dict(common.TEACHER_DEFAULTS["itransformer"], **common.TEACHER_MODEL["
 PARTS = ("sup", "pred_scale", "pred_period", "feat_scale", "feat_period", "loss")
 
 
-def real_batch(batch_size: int, seq_len: int, pred_len: int):
+def real_batch(batch_size: int, seq_len: int, pred_len: int, label_len: int = 48):
   """``batch_size`` ETTh1 training windows (spread over the split), or synthetic ones."""
   from timedistill_jax.data import load_dataset
   from timedistill_jax.errors import DataError
   try:
-    splits, source = load_dataset("etth1", seq_len=seq_len, label_len=48,
+    splits, source = load_dataset("etth1", seq_len=seq_len, label_len=label_len,
                                   pred_len=pred_len), "ETTh1"
   except DataError:
-    splits, source = load_dataset("synthetic", seq_len=seq_len, label_len=48,
+    splits, source = load_dataset("synthetic", seq_len=seq_len, label_len=label_len,
                                   pred_len=pred_len), "synthetic series (ETTh1 not found)"
   idx = np.linspace(0, len(splits.train) - 1, batch_size).astype(int)
   batch = splits.train.get_batch(idx)

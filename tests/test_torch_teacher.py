@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from configs import distill as distill_config
+from configs import teacher as teacher_config
 from timedistill_jax import convert, models
 from timedistill_jax.errors import CheckpointError, ConfigError
 from timedistill_jax.validation import validate_config
@@ -92,6 +93,31 @@ def test_compare_script_without_torch_says_so(monkeypatch, capsys):
   monkeypatch.setattr(compare_pytorch, "torch", None)
   assert compare_pytorch.main([]) == 1
   assert capsys.readouterr().out.strip() == compare_pytorch.TORCH_MISSING
+
+
+def test_reference_parity_script_says_what_is_missing(monkeypatch, capsys, tmp_path):
+  from experiments import reference_parity
+  monkeypatch.setattr(reference_parity, "torch", None)
+  assert reference_parity.main(["--reference_dir", str(tmp_path)]) == 1
+  assert capsys.readouterr().out.strip() == reference_parity.TORCH_MISSING
+  monkeypatch.setattr(reference_parity, "torch", object())  # present: the folder is checked
+  assert reference_parity.main(["--reference_dir", str(tmp_path)]) == 1
+  assert "is not a TimeDistill checkout (no models/iTransformer.py)" in capsys.readouterr().out
+  (tmp_path / "models").mkdir()
+  (tmp_path / "models" / "iTransformer.py").write_text("")
+  assert reference_parity.main(["--reference_dir", str(tmp_path), "--teachers", "lstm"]) == 1
+  assert "unknown teacher(s) lstm" in capsys.readouterr().out
+
+
+def test_reference_parity_args_follow_the_reference_layout():
+  from experiments import reference_parity
+  cfg = teacher_config.get_config("dataset=etth1,model=moderntcn,pred_len=96")
+  args = reference_parity.reference_args("moderntcn", dict(cfg.model), seq_len=720, label_len=48,
+                                         pred_len=96, channels=7)
+  # The reference reads per-stage lists and builds downsampling layers for four stages.
+  assert (args.num_blocks, args.large_size, args.small_size) == ([1], [51], [5])
+  assert args.dims == args.dw_dims == [64] * 4 and (args.revin, args.affine) == (1, 0)
+  assert (args.enc_in, args.c_out, args.seq_len) == (7, 7, 720)
 
 
 # -- with torch -------------------------------------------------------------------------------
