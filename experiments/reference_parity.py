@@ -253,7 +253,6 @@ def main(argv=None) -> int:
     return 1
   sys.path.insert(0, str(ref_dir))
   _stub_optional_imports()
-  torch.set_num_threads(max(1, torch.get_num_threads()))
   longest_label = 96  # MICN's; the others use 48 and take the tail of the time features
   batch, source = real_batch(opts.batch, opts.seq_len, opts.pred_len, longest_label)
   rows = []
