@@ -97,6 +97,18 @@ def test_main_table_means_improvements_and_horizon_average(tmp_path):
   assert len(merged) == len(rows) and any(r["test_mse"] == 9.0 for r in merged)
 
 
+def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
+  # The MLP ran 3 seeds, ModernTCN only seed 2021: its row must use the seed-2021 MLP alone.
+  rows = [_row(f"m{s}", "mlp", s, mse) for s, mse in ((2021, 0.5), (2022, 0.7), (2023, 0.9))]
+  rows += [_row("t2021", "teacher", 2021, 0.45, model="moderntcn"),
+           _row("d2021", "distilled", 2021, 0.4, teacher="moderntcn", variant="full")]
+  h96 = next(line for line in report.main_table(rows, "moderntcn", {}).splitlines()
+             if "| 96 |" in line)
+  assert "| 0.500 | 0.250 |" in h96 and "+20.0%" in h96 and "+11.1%" in h96
+  table = report.teachers_table(rows, ["moderntcn"])
+  assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
+
+
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   sweep = sweeps.Sweep("tiny", "test", datasets=("synthetic",), horizons=(96,),
                        teachers=("itransformer",), student="mlp")

@@ -118,6 +118,8 @@ def main_table(rows, teacher: str, paper_averages: dict, variant: str = "full") 
                   variant=variant)
       if not d:
         continue
+      # Seed-matched: a teacher run with fewer seeds than the MLP compares with those seeds.
+      t, m = _same_runs(t, d), _same_runs(m, d)
       per_h[h] = (t, m, d)
       lines.append(_main_line(dataset, str(h), t, m, d))
     if len(per_h) > 1:  # the average over horizons, per seed, then mean +- std over seeds
@@ -130,6 +132,12 @@ def main_table(rows, teacher: str, paper_averages: dict, variant: str = "full") 
           f"{_paper(paper.get('mlp'))} | — | {_paper(paper.get('distilled'))} | "
           f"{_paper(paper.get('distilled'), 1)} | — | — |")
   return "\n".join(lines)
+
+
+def _same_runs(rows, like) -> list:
+  """The ``rows`` whose (horizon, seed) is one of ``like``'s."""
+  keys = {(r["horizon"], r["seed"]) for r in like}
+  return [r for r in rows if (r["horizon"], r["seed"]) in keys]
 
 
 def _average_over_horizons(groups) -> list:
@@ -167,20 +175,23 @@ def variants_table(rows, teacher: str, variants) -> str:
 
 
 def teachers_table(rows, teachers) -> str:
-  """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's (all H, seeds)."""
+  """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's (all H, seeds);
+  the teacher and the MLP it improves on are averaged over the distilled runs' (H, seed) only."""
   lines = ["| dataset | MLP | " + " | ".join(teachers) + " |", "|" + " --- |" * (len(teachers) + 2)]
+  mse = lambda g: _stats([r["test_mse"] for r in g])[0]
+  fmt = lambda x: "—" if math.isnan(x) else f"{x:.3f}"
   for dataset in sorted({r["dataset"] for r in rows}):
-    mlp = [r["test_mse"] for r in _select(rows, dataset=dataset, role="mlp")]
+    mlp = _select(rows, dataset=dataset, role="mlp")
     cells = []
     for t in teachers:
-      tm = [r["test_mse"] for r in _select(rows, dataset=dataset, role="teacher", model=t)]
-      dm = [r["test_mse"] for r in _select(rows, dataset=dataset, role="distilled", teacher=t,
-                                           variant="full")]
+      tm = _select(rows, dataset=dataset, role="teacher", model=t)
+      dm = _select(rows, dataset=dataset, role="distilled", teacher=t, variant="full")
       cells.append("—" if not dm else
-                   f"{_stats(tm)[0]:.3f} → {_stats(dm)[0]:.3f} "
-                   f"({_improvement(_stats(mlp)[0], _stats(dm)[0])})")
+                   f"{fmt(mse(_same_runs(tm, dm)))} → {fmt(mse(dm))} "
+                   f"({_improvement(mse(_same_runs(mlp, dm)), mse(dm))})")
     if any(c != "—" for c in cells):
-      lines.append(f"| {dataset} | {_cell(mlp)} | " + " | ".join(cells) + " |")
+      lines.append(f"| {dataset} | {_cell([r['test_mse'] for r in mlp])} | " + " | ".join(cells)
+                   + " |")
   return "\n".join(lines)
 
 
