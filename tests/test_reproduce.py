@@ -107,6 +107,8 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   assert "| 0.500 | 0.250 |" in h96 and "+20.0%" in h96 and "+11.1%" in h96
   table = report.teachers_table(rows, ["moderntcn"])
   assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
+  ablation = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS[:1])
+  assert "| etth1 | 0.500 | 0.400 |" in ablation
 
 
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):

@@ -161,13 +161,15 @@ def _main_line(dataset, h, t, m, d) -> str:
 
 
 def variants_table(rows, teacher: str, variants) -> str:
-  """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H."""
+  """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H; the
+  MLP column over the (H, seed) the variants ran, as in the other tables."""
   names = [v.name for v in variants]
   lines = ["| dataset | MLP | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
   for dataset in sorted({r["dataset"] for r in rows}):
-    mlp = _select(rows, dataset=dataset, role="mlp")
-    cells = [_cell([r["test_mse"] for r in _select(
-        rows, dataset=dataset, role="distilled", teacher=teacher, variant=n)]) for n in names]
+    runs = {n: _select(rows, dataset=dataset, role="distilled", teacher=teacher, variant=n)
+            for n in names}
+    mlp = _same_runs(_select(rows, dataset=dataset, role="mlp"), sum(runs.values(), []))
+    cells = [_cell([r["test_mse"] for r in runs[n]]) for n in names]
     if any(c != "—" for c in cells):
       lines.append(f"| {dataset} | {_cell([r['test_mse'] for r in mlp])} | "
                    + " | ".join(cells) + " |")
