@@ -42,6 +42,8 @@ _DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.
 _HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
 _TEACHERS = flags.DEFINE_list("teachers", None, "Subset of the sweep's teachers.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
+_SEED = flags.DEFINE_integer("seed", None, "Only this seed of 2021...2025 (instead of --seeds): "
+                             "e.g. a later seed on a second machine.")
 _STUDENT = flags.DEFINE_string("student", None, "Student model (default: the sweep's, dmlp).")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Root folder of the runs.")
 _RESULTS = flags.DEFINE_string("results", "results", "Folder for summary.csv, RESULTS.md, plots.")
@@ -74,18 +76,26 @@ def _subset(requested, available, what: str) -> tuple:
 
 
 def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, seeds=None,
-         student=None, smoke: bool = False) -> list:
-  """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled."""
+         seed=None, student=None, smoke: bool = False) -> list:
+  """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled.
+
+  ``seeds`` takes the first N of ``sweeps.SEEDS``; ``seed`` picks one of them instead.
+  """
   datasets = _subset(datasets, sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
   teachers = _subset(teachers, sweep.teachers, "teacher")
   n_seeds = sweep.seeds if seeds is None else seeds
   if not 1 <= n_seeds <= len(sweeps.SEEDS):
     raise ConfigError(f"--seeds must be between 1 and {len(sweeps.SEEDS)}, got {n_seeds}.")
+  if seed is not None and seed not in sweeps.SEEDS:
+    raise ConfigError(f"--seed must be one of {', '.join(map(str, sweeps.SEEDS))}, got {seed}.")
+  if seed is not None and seeds is not None:
+    raise ConfigError("give --seeds (the first N seeds) or --seed (one seed), not both.")
+  seed_list = (seed,) if seed is not None else sweeps.SEEDS[:n_seeds]
   student = student or sweep.student
   jobs = []
   # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
-  for seed in sweeps.SEEDS[:n_seeds]:
+  for seed in seed_list:
     for dataset in datasets:
       for h in horizons:
         base = f"{dataset}_H{h}/s{seed}"
@@ -169,7 +179,8 @@ def main(argv):
   try:
     sweep = sweeps.get_sweep(_SWEEP.value)
     jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
-                teachers=_TEACHERS.value, seeds=_SEEDS.value, student=_STUDENT.value,
+                teachers=_TEACHERS.value, seeds=_SEEDS.value, seed=_SEED.value,
+                student=_STUDENT.value,
                 smoke=_SMOKE.value)
   except TimeDistillError as e:
     print(f"error: {e}", file=sys.stderr)
