@@ -16,8 +16,9 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	$(PY) -m timedistill_jax.demo --workdir runs/demo
 
+# One worker process a core (at most 4), each test file on one worker: module fixtures stay shared.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadfile
 
 clean:
 	rm -rf runs .pytest_cache

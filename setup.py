@@ -22,7 +22,7 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "chex>=0.1.87", "hypothesis>=6.0"],
+        "test": ["pytest>=7", "pytest-xdist>=3.0", "chex>=0.1.87", "hypothesis>=6.0"],
         "torch": ["torch>=2.0"],
         "plots": ["matplotlib>=3.7"],
     },

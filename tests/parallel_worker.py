@@ -115,8 +115,6 @@ def main():
     r = run_mode("pmap")
     if pid == 0:
       np.savez(out, **r)
-  elif kind == "single":
-    np.savez(out, **run_mode("none"))
 
 
 if __name__ == "__main__":

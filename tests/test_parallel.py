@@ -30,34 +30,39 @@ def _check(out):
   assert out.returncode == 0, out.stderr[-3000:]
 
 
-def test_pmap_and_shard_map_equal_one_device_on_four_devices(tmp_path):
-  out = tmp_path / "steps.npz"
+@pytest.fixture(scope="module")
+def steps(tmp_path_factory):
+  """The worker's 3 steps on 4 fake devices under each mode: none (one device), pmap, shard_map."""
+  out = tmp_path_factory.mktemp("steps") / "steps.npz"
   _check(subprocess.run([sys.executable, WORKER, "steps", str(out)], env=FOUR_DEVICES,
                         capture_output=True, text=True, timeout=600))
-  r = np.load(out)
+  return np.load(out)
+
+
+def test_pmap_and_shard_map_equal_one_device_on_four_devices(steps):
   # 3 distill_step and train_step calls; the last global batch has 5 real rows of 8, spread
   # 2/2/1/0 over the devices, and still matches.
   for mode in ("pmap", "shard_map"):
     for key in ("losses", "params", "plain_losses", "plain_params"):
-      np.testing.assert_allclose(r[f"{mode}_{key}"], r[f"none_{key}"], rtol=1e-5, atol=1e-5,
-                                 err_msg=f"{mode} {key}")
-  assert "does not divide over 4 devices" in str(r["refused"])
+      np.testing.assert_allclose(steps[f"{mode}_{key}"], steps[f"none_{key}"], rtol=1e-5,
+                                 atol=1e-5, err_msg=f"{mode} {key}")
+  assert "does not divide over 4 devices" in str(steps["refused"])
 
 
-def test_two_processes_agree_with_one(tmp_path):
+def test_two_processes_agree_with_one(tmp_path, steps):
+  # pmap over the devices of two processes (one CPU device each) against one device.
   port = _free_port()
   procs = [subprocess.Popen([sys.executable, WORKER, "process", str(i), "2", str(port),
                              str(tmp_path / f"p{i}.npz")], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for i in range(2)]
-  single = subprocess.run([sys.executable, WORKER, "single", str(tmp_path / "single.npz")],
-                          capture_output=True, text=True, timeout=600)
   for p in procs:
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
-  _check(single)
-  a, b = np.load(tmp_path / "single.npz"), np.load(tmp_path / "p0.npz")
-  for key in a.files:
-    np.testing.assert_allclose(b[key], a[key], rtol=1e-5, atol=1e-5, err_msg=key)
+  two = np.load(tmp_path / "p0.npz")
+  assert set(two.files) == {"losses", "params", "plain_losses", "plain_params"}
+  for key in two.files:
+    np.testing.assert_allclose(two[key], steps[f"none_{key}"], rtol=1e-5, atol=1e-5,
+                               err_msg=key)
 
 
 TINY = ["--config.data.seq_len=48", "--config.data.label_len=8", "--config.train.progress=False"]
