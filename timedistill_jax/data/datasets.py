@@ -17,6 +17,7 @@ Solar) the target must be the last column, since the model predicts the last cha
 import dataclasses
 from pathlib import Path
 from typing import Optional
+import warnings
 import zlib
 
 import numpy as np
@@ -295,7 +296,11 @@ def _check_rows(name, file, layout, num_rows, border1s, border2s, seq_len, pred_
 
 def _parse_dates(frame: pd.DataFrame, file) -> pd.DatetimeIndex:
   raw = frame["date"]
-  dates = pd.to_datetime(raw, errors="coerce")
+  with warnings.catch_warnings():
+    # A first cell that is not a date makes pandas warn before parsing each cell alone; the
+    # DataError below names that cell, one message instead of two.
+    warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
+    dates = pd.to_datetime(raw, errors="coerce")
   bad = dates.isna().to_numpy()
   if bad.any():
     row = int(np.argmax(bad))
