@@ -76,10 +76,10 @@ def _subset(requested, available, what: str) -> tuple:
 
 
 def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, seeds=None,
-         seed=None, student=None, smoke: bool = False) -> list:
+         only_seed=None, student=None, smoke: bool = False) -> list:
   """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled.
 
-  ``seeds`` takes the first N of ``sweeps.SEEDS``; ``seed`` picks one of them instead.
+  ``seeds`` takes the first N of ``sweeps.SEEDS``; ``only_seed`` picks one of them instead.
   """
   datasets = _subset(datasets, sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
@@ -87,11 +87,12 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, se
   n_seeds = sweep.seeds if seeds is None else seeds
   if not 1 <= n_seeds <= len(sweeps.SEEDS):
     raise ConfigError(f"--seeds must be between 1 and {len(sweeps.SEEDS)}, got {n_seeds}.")
-  if seed is not None and seed not in sweeps.SEEDS:
-    raise ConfigError(f"--seed must be one of {', '.join(map(str, sweeps.SEEDS))}, got {seed}.")
-  if seed is not None and seeds is not None:
+  if only_seed is not None and only_seed not in sweeps.SEEDS:
+    raise ConfigError(f"--seed must be one of {', '.join(map(str, sweeps.SEEDS))}, "
+                      f"got {only_seed}.")
+  if only_seed is not None and seeds is not None:
     raise ConfigError("give --seeds (the first N seeds) or --seed (one seed), not both.")
-  seed_list = (seed,) if seed is not None else sweeps.SEEDS[:n_seeds]
+  seed_list = (only_seed,) if only_seed is not None else sweeps.SEEDS[:n_seeds]
   student = student or sweep.student
   jobs = []
   # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
@@ -179,7 +180,7 @@ def main(argv):
   try:
     sweep = sweeps.get_sweep(_SWEEP.value)
     jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
-                teachers=_TEACHERS.value, seeds=_SEEDS.value, seed=_SEED.value,
+                teachers=_TEACHERS.value, seeds=_SEEDS.value, only_seed=_SEED.value,
                 student=_STUDENT.value,
                 smoke=_SMOKE.value)
   except TimeDistillError as e:

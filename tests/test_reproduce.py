@@ -55,7 +55,7 @@ def test_plan_orders_runs_by_dependency_seeds_outermost():
   assert no_sup.config.distill.sup_weight == 0.0
   # --seed runs one later seed alone (its own machine, or a checkout without the earlier runs).
   only = reproduce.plan(sweeps.get_sweep("main"), datasets=["etth1"], horizons=["96"],
-                        teachers=["itransformer"], seed=2022)
+                        teachers=["itransformer"], only_seed=2022)
   assert [j.seed for j in only] == [2022] * 3
 
 
@@ -63,8 +63,8 @@ def test_plan_orders_runs_by_dependency_seeds_outermost():
     (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
     (dict(horizons=["100"]), "horizon 100 not in this sweep"),
     (dict(seeds=9), "--seeds must be between 1 and 5"),
-    (dict(seed=2030), "--seed must be one of 2021"),
-    (dict(seeds=2, seed=2022), "not both"),
+    (dict(only_seed=2030), "--seed must be one of 2021"),
+    (dict(seeds=2, only_seed=2022), "not both"),
 ])
 def test_plan_refuses_what_is_not_in_the_sweep(kw, match):
   with pytest.raises(ConfigError, match=match):
