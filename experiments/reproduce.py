@@ -3,6 +3,7 @@ r"""Runs one of the paper's grids (configs/sweeps.py) and writes its tables and 
   python experiments/reproduce.py --sweep main --datasets etth1,etth2 --seeds 3
   python experiments/reproduce.py --sweep main --datasets ettm1 --horizons 96,336 --seeds 1
   python experiments/reproduce.py --sweep ablation --datasets etth1 --horizons 96
+  python experiments/reproduce.py --sweep sensitivity --datasets etth1 --variants a1_b0.5
   python experiments/reproduce.py --report_only          # tables and plots from finished runs
 
 For every (dataset, horizon, seed) it trains each teacher, then the plain MLP student, then the
@@ -41,6 +42,8 @@ _SWEEP = flags.DEFINE_string("sweep", "main", f"One of {', '.join(sweeps.SWEEPS)
 _DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.")
 _HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
 _TEACHERS = flags.DEFINE_list("teachers", None, "Subset of the sweep's teachers.")
+_VARIANTS = flags.DEFINE_list("variants", None,
+                              "Subset of the sweep's distillation variants (e.g. no_feature).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
 _SEED = flags.DEFINE_integer("seed", None, "Only this seed of 2021...2025 (instead of --seeds): "
                              "e.g. a later seed on a second machine.")
@@ -75,8 +78,8 @@ def _subset(requested, available, what: str) -> tuple:
   return tuple(a for a in available if str(a) in requested)
 
 
-def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, seeds=None,
-         only_seed=None, student=None, smoke: bool = False) -> list:
+def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, variants=None,
+         seeds=None, only_seed=None, student=None, smoke: bool = False) -> list:
   """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled.
 
   ``seeds`` takes the first N of ``sweeps.SEEDS``; ``only_seed`` picks one of them instead.
@@ -84,6 +87,8 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, se
   datasets = _subset(datasets, sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
   teachers = _subset(teachers, sweep.teachers, "teacher")
+  by_name = {v.name: v for v in sweep.variants}
+  variants = [by_name[n] for n in _subset(variants, tuple(by_name), "variant")]
   n_seeds = sweep.seeds if seeds is None else seeds
   if not 1 <= n_seeds <= len(sweeps.SEEDS):
     raise ConfigError(f"--seeds must be between 1 and {len(sweeps.SEEDS)}, got {n_seeds}.")
@@ -107,7 +112,7 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, se
         jobs.append(Job(f"{base}/{student}", "mlp", dataset, h, seed,
                         student_config.get_config(f"{arg},model={student}")))
         for t in teachers:
-          for v in sweep.variants:
+          for v in variants:
             config = distill_config.get_config(f"{arg},teacher={t},student={student}")
             config.distill.update(v.overrides())
             jobs.append(Job(f"{base}/{student}_kd_{t}_{v.name}", "distilled", dataset, h, seed,
@@ -180,9 +185,8 @@ def main(argv):
   try:
     sweep = sweeps.get_sweep(_SWEEP.value)
     jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
-                teachers=_TEACHERS.value, seeds=_SEEDS.value, only_seed=_SEED.value,
-                student=_STUDENT.value,
-                smoke=_SMOKE.value)
+                teachers=_TEACHERS.value, variants=_VARIANTS.value, seeds=_SEEDS.value,
+                only_seed=_SEED.value, student=_STUDENT.value, smoke=_SMOKE.value)
   except TimeDistillError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

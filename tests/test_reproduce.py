@@ -53,6 +53,12 @@ def test_plan_orders_runs_by_dependency_seeds_outermost():
   ablation = reproduce.plan(sweeps.get_sweep("ablation"), datasets=["etth1"], horizons=["96"])
   no_sup = next(j for j in ablation if j.variant == "no_sup")
   assert no_sup.config.distill.sup_weight == 0.0
+  # --variants picks distillation variants; the teacher and the MLP they need stay in the plan.
+  some = reproduce.plan(sweeps.get_sweep("sensitivity"), datasets=["etth1"], horizons=["720"],
+                        variants=["a1_b0.5", "a0.1_b2"])
+  assert [(j.role, j.variant) for j in some] == [
+      ("teacher", ""), ("mlp", ""), ("distilled", "a0.1_b2"), ("distilled", "a1_b0.5")]
+  assert (some[3].config.distill.alpha, some[3].config.distill.beta) == (1.0, 0.5)
   # --seed runs one later seed alone (its own machine, or a checkout without the earlier runs).
   only = reproduce.plan(sweeps.get_sweep("main"), datasets=["etth1"], horizons=["96"],
                         teachers=["itransformer"], only_seed=2022)
@@ -62,6 +68,7 @@ def test_plan_orders_runs_by_dependency_seeds_outermost():
 @pytest.mark.parametrize("kw,match", [
     (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
     (dict(horizons=["100"]), "horizon 100 not in this sweep"),
+    (dict(variants=["no_feature"]), "variant no_feature not in this sweep; choose from full"),
     (dict(seeds=9), "--seeds must be between 1 and 5"),
     (dict(only_seed=2030), "--seed must be one of 2021"),
     (dict(seeds=2, only_seed=2022), "not both"),
