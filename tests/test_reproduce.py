@@ -122,6 +122,12 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
   ablation = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS[:1])
   assert "| etth1 | 0.500 | 0.400 |" in ablation
+  # Variants that did not run get no column.
+  assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
+  # With two horizons, the ± is over seeds of each seed's mean over H, not over all runs.
+  rows += [_row(f"m{s}b", "mlp", s, mse, h=192) for s, mse in ((2021, 0.7), (2022, 0.9),
+                                                               (2023, 1.1))]
+  assert "| etth1 | 0.800 ± 0.163 |" in report.teachers_table(rows, ["moderntcn"])
 
 
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):

@@ -82,6 +82,15 @@ def _cell(values) -> str:
   return f"{mean:.3f}" if len(values) == 1 else f"{mean:.3f} ± {std:.3f}"
 
 
+def _seed_cell(rows) -> str:
+  """Each seed's mean over the horizons it ran, then mean ± std over the seeds (a std over
+  horizons would mostly measure how much harder H=720 is than H=96)."""
+  per_seed = {}
+  for r in rows:
+    per_seed.setdefault(r["seed"], []).append(r["test_mse"])
+  return _cell([np.mean(v) for v in per_seed.values()])
+
+
 def _select(rows, **match):
   return [r for r in rows if all(r[k] == v for k, v in match.items())]
 
@@ -161,17 +170,19 @@ def _main_line(dataset, h, t, m, d) -> str:
 
 
 def variants_table(rows, teacher: str, variants) -> str:
-  """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H; the
-  MLP column over the (H, seed) the variants ran, as in the other tables."""
-  names = [v.name for v in variants]
+  """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H (mean ±
+  std over seeds); the MLP column over the (H, seed) the variants ran, as in the other tables."""
+  # Only the variants that ran: the sensitivity grid has 16, usually run in part.
+  names = [v.name for v in variants
+           if _select(rows, role="distilled", teacher=teacher, variant=v.name)]
   lines = ["| dataset | MLP | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
   for dataset in sorted({r["dataset"] for r in rows}):
     runs = {n: _select(rows, dataset=dataset, role="distilled", teacher=teacher, variant=n)
             for n in names}
     mlp = _same_runs(_select(rows, dataset=dataset, role="mlp"), sum(runs.values(), []))
-    cells = [_cell([r["test_mse"] for r in runs[n]]) for n in names]
+    cells = [_seed_cell(runs[n]) for n in names]
     if any(c != "—" for c in cells):
-      lines.append(f"| {dataset} | {_cell([r['test_mse'] for r in mlp])} | "
+      lines.append(f"| {dataset} | {_seed_cell(mlp)} | "
                    + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -192,7 +203,7 @@ def teachers_table(rows, teachers) -> str:
                    f"{fmt(mse(_same_runs(tm, dm)))} → {fmt(mse(dm))} "
                    f"({_improvement(mse(_same_runs(mlp, dm)), mse(dm))})")
     if any(c != "—" for c in cells):
-      lines.append(f"| {dataset} | {_cell([r['test_mse'] for r in mlp])} | " + " | ".join(cells)
+      lines.append(f"| {dataset} | {_seed_cell(mlp)} | " + " | ".join(cells)
                    + " |")
   return "\n".join(lines)
 
@@ -256,7 +267,8 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
       out += [f"## Main table, {t} teacher", "", main_table(main_rows, t, sw.PAPER_AVERAGES), ""]
   if len(teachers) > 1:
     out += ["## Teacher variety", "", "Teacher MSE → distilled MLP MSE (improvement over the "
-            "MLP), averaged over the horizons and seeds run.", "",
+            "MLP), averaged over the horizons and seeds run; ± is the std over seeds of each "
+            "seed's average over the horizons.", "",
             teachers_table(rows, teachers), ""]
   for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
                          ("Sensitivity to alpha / beta", sw.SENSITIVITY_VARIANTS)):
@@ -264,7 +276,7 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
     for t in teachers:
       if any(r["variant"] in names and r["teacher"] == t for r in rows):
         out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
-                "horizons and seeds run.", "", variants_table(rows, t, variants), ""]
+                "horizons and seeds run (± over seeds); the variants that ran.", "", variants_table(rows, t, variants), ""]
   out += ["## Efficiency of the runs", "", efficiency_table(rows), ""]
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(out))
