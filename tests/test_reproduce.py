@@ -121,13 +121,25 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   table = report.teachers_table(rows, ["moderntcn"])
   assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
   ablation = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS[:1])
-  assert "| etth1 | 0.500 | 0.400 |" in ablation
+  assert "| etth1 | H=96; 1 seed | 0.500 | 0.400 |" in ablation
   # Variants that did not run get no column.
   assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
   # With two horizons, the ± is over seeds of each seed's mean over H, not over all runs.
   rows += [_row(f"m{s}b", "mlp", s, mse, h=192) for s, mse in ((2021, 0.7), (2022, 0.9),
                                                                (2023, 1.1))]
   assert "| etth1 | 0.800 ± 0.163 |" in report.teachers_table(rows, ["moderntcn"])
+
+
+def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
+  # "full" ran at two seeds (the main grid), the ablation at seed 2022 alone: every column,
+  # the MLP's too, must use seed 2022 only.
+  rows = [_row(f"m{s}", "mlp", s, mse) for s, mse in ((2021, 0.5), (2022, 0.7))]
+  rows += [_row(f"d{s}", "distilled", s, mse, teacher="moderntcn", variant="full")
+           for s, mse in ((2021, 0.3), (2022, 0.45))]
+  rows.append(_row("nf", "distilled", 2022, 0.42, teacher="moderntcn", variant="no_feature"))
+  table = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS)
+  assert "| dataset | runs | MLP | full | no_feature |" in table
+  assert "| etth1 | H=96; 1 seed | 0.700 | 0.450 | 0.420 |" in table
 
 
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):

@@ -171,19 +171,29 @@ def _main_line(dataset, h, t, m, d) -> str:
 
 def variants_table(rows, teacher: str, variants) -> str:
   """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H (mean ±
-  std over seeds); the MLP column over the (H, seed) the variants ran, as in the other tables."""
+  std over seeds). Each dataset's row compares like with like: every column, the MLP's too,
+  covers only the (horizon, seed) points at which all the variants shown there ran."""
   # Only the variants that ran: the sensitivity grid has 16, usually run in part.
   names = [v.name for v in variants
            if _select(rows, role="distilled", teacher=teacher, variant=v.name)]
-  lines = ["| dataset | MLP | " + " | ".join(names) + " |", "|" + " --- |" * (len(names) + 2)]
+  lines = ["| dataset | runs | MLP | " + " | ".join(names) + " |",
+           "|" + " --- |" * (len(names) + 3)]
   for dataset in sorted({r["dataset"] for r in rows}):
     runs = {n: _select(rows, dataset=dataset, role="distilled", teacher=teacher, variant=n)
             for n in names}
-    mlp = _same_runs(_select(rows, dataset=dataset, role="mlp"), sum(runs.values(), []))
-    cells = [_seed_cell(runs[n]) for n in names]
-    if any(c != "—" for c in cells):
-      lines.append(f"| {dataset} | {_seed_cell(mlp)} | "
-                   + " | ".join(cells) + " |")
+    # "full" also runs in the main grid, at every H and seed; an ablation run at one point
+    # must not be set against an average over all of them.
+    ran = [{(r["horizon"], r["seed"]) for r in v} for v in runs.values() if v]
+    points = set.intersection(*ran) if ran else set()
+    if not points:
+      continue
+    runs = {n: [r for r in v if (r["horizon"], r["seed"]) in points] for n, v in runs.items()}
+    mlp = [r for r in _select(rows, dataset=dataset, role="mlp")
+           if (r["horizon"], r["seed"]) in points]
+    horizons = ", ".join(str(h) for h in sorted({h for h, _ in points}))
+    seeds = len({s for _, s in points})
+    lines.append(f"| {dataset} | H={horizons}; {seeds} seed{'s' * (seeds > 1)} | "
+                 f"{_seed_cell(mlp)} | " + " | ".join(_seed_cell(runs[n]) for n in names) + " |")
   return "\n".join(lines)
 
 
@@ -276,7 +286,8 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
     for t in teachers:
       if any(r["variant"] in names and r["teacher"] == t for r in rows):
         out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
-                "horizons and seeds run (± over seeds); the variants that ran.", "", variants_table(rows, t, variants), ""]
+                "horizons and seeds at which all the variants of a row ran (± over seeds); the "
+                "variants that ran.", "", variants_table(rows, t, variants), ""]
   out += ["## Efficiency of the runs", "", efficiency_table(rows), ""]
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(out))
