@@ -120,10 +120,12 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   assert "| 0.500 | 0.250 |" in h96 and "+20.0%" in h96 and "+11.1%" in h96
   table = report.teachers_table(rows, ["moderntcn"])
   assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
-  ablation = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS[:1])
-  assert "| etth1 | H=96; 1 seed | 0.500 | 0.400 |" in ablation
+  ablated = rows + [_row("n2021", "distilled", 2021, 0.38, teacher="moderntcn",
+                          variant="no_feature")]
+  ablation = report.variants_table(ablated, "moderntcn", sweeps.ABLATION_VARIANTS[::3])
+  assert "| etth1 | H=96; 1 seed | 0.500 | 0.400 | 0.380 |" in ablation
   # Variants that did not run get no column.
-  assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
+  assert report.variants_table(ablated, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
   # With two horizons, the ± is over seeds of each seed's mean over H, not over all runs.
   rows += [_row(f"m{s}b", "mlp", s, mse, h=192) for s, mse in ((2021, 0.7), (2022, 0.9),
                                                                (2023, 1.1))]
@@ -140,6 +142,10 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   table = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS)
   assert "| dataset | runs | MLP | full | no_feature |" in table
   assert "| etth1 | H=96; 1 seed | 0.700 | 0.450 | 0.420 |" in table
+  # A dataset where only the main grid's "full" ran gets no row.
+  rows.append(dict(_row("e", "distilled", 2021, 0.3, teacher="moderntcn", variant="full"),
+                   dataset="etth2"))
+  assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
 
 
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):

@@ -183,8 +183,10 @@ def variants_table(rows, teacher: str, variants) -> str:
             for n in names}
     # "full" also runs in the main grid, at every H and seed; an ablation run at one point
     # must not be set against an average over all of them.
+    if not any(v for n, v in runs.items() if n != "full"):
+      continue  # no variant ran here beyond the main grid's: nothing to compare
     ran = [{(r["horizon"], r["seed"]) for r in v} for v in runs.values() if v]
-    points = set.intersection(*ran) if ran else set()
+    points = set.intersection(*ran)
     if not points:
       continue
     runs = {n: [r for r in v if (r["horizon"], r["seed"]) in points] for n, v in runs.items()}
@@ -281,7 +283,8 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
             "seed's average over the horizons.", "",
             teachers_table(rows, teachers), ""]
   for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
-                         ("Sensitivity to alpha / beta", sw.SENSITIVITY_VARIANTS)):
+                         # "full" (the tuned pair) as the reference column.
+                         ("Sensitivity to alpha / beta", (sw.FULL,) + sw.SENSITIVITY_VARIANTS)):
     names = {v.name for v in variants} - {"full"}
     for t in teachers:
       if any(r["variant"] in names and r["teacher"] == t for r in rows):
