@@ -143,10 +143,19 @@ def main_table(rows, teacher: str, paper_averages: dict, variant: str = "full") 
   return "\n".join(lines)
 
 
+def _points(rows) -> set:
+  """The (horizon, seed) points ``rows`` cover."""
+  return {(r["horizon"], r["seed"]) for r in rows}
+
+
+def _at(rows, points) -> list:
+  """The ``rows`` at one of ``points`` ((horizon, seed) pairs)."""
+  return [r for r in rows if (r["horizon"], r["seed"]) in points]
+
+
 def _same_runs(rows, like) -> list:
   """The ``rows`` whose (horizon, seed) is one of ``like``'s."""
-  keys = {(r["horizon"], r["seed"]) for r in like}
-  return [r for r in rows if (r["horizon"], r["seed"]) in keys]
+  return _at(rows, _points(like))
 
 
 def _average_over_horizons(groups) -> list:
@@ -185,13 +194,11 @@ def variants_table(rows, teacher: str, variants) -> str:
     # must not be set against an average over all of them.
     if not any(v for n, v in runs.items() if n != "full"):
       continue  # no variant ran here beyond the main grid's: nothing to compare
-    ran = [{(r["horizon"], r["seed"]) for r in v} for v in runs.values() if v]
-    points = set.intersection(*ran)
+    points = set.intersection(*(_points(v) for v in runs.values() if v))
     if not points:
       continue
-    runs = {n: [r for r in v if (r["horizon"], r["seed"]) in points] for n, v in runs.items()}
-    mlp = [r for r in _select(rows, dataset=dataset, role="mlp")
-           if (r["horizon"], r["seed"]) in points]
+    runs = {n: _at(v, points) for n, v in runs.items()}
+    mlp = _at(_select(rows, dataset=dataset, role="mlp"), points)
     horizons = ", ".join(str(h) for h in sorted({h for h, _ in points}))
     seeds = len({s for _, s in points})
     lines.append(f"| {dataset} | H={horizons}; {seeds} seed{'s' * (seeds > 1)} | "
