@@ -149,6 +149,37 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
 
 
+def test_a_second_student_gets_its_own_table_and_stays_out_of_the_main_one(tmp_path):
+  rows = []
+  for h, seed, base in ((96, 2021, 0.4), (96, 2022, 0.42), (192, 2021, 0.5), (192, 2022, 0.5)):
+    rows += [_row(f"t{h}{seed}", "teacher", seed, base, h, "moderntcn"),
+             _row(f"m{h}{seed}", "mlp", seed, base + 0.1, h),
+             _row(f"d{h}{seed}", "distilled", seed, base - 0.05, h, teacher="moderntcn",
+                  variant="full")]
+  # The plain MLP student ran seed 2021 only, much better than the DMLP.
+  rows += [_row(f"pm{h}", "mlp", 2021, base, h, model="mlp") for h, base in ((96, 0.3),
+                                                                             (192, 0.4))]
+  rows += [_row(f"pd{h}", "distilled", 2021, base, h, model="mlp", teacher="moderntcn",
+                variant="full") for h, base in ((96, 0.2), (192, 0.3))]
+  assert report.students(rows) == ["dmlp", "mlp"]
+  table = report.student_table(rows, "moderntcn", ["dmlp", "mlp"])
+  assert "| dataset | H | seeds | teacher | dmlp | dmlp + TimeDistill | mlp | mlp + TimeDistill |" \
+      in table
+  # Only the points where both students ran: seed 2021.
+  assert "| etth1 | 96 | 1 | 0.400 | 0.500 | 0.350 | 0.300 | 0.200 |" in table
+  assert "| etth1 | **avg** (2 H) | 1 | 0.450 | 0.550 | 0.400 | 0.350 | 0.250 |" in table
+  text = report.write_results_md(rows, tmp_path / "RESULTS.md", sweeps_module=sweeps).read_text()
+  main = text.split("## Main table, moderntcn teacher")[1].split("##")[0]
+  # The main table is the DMLP's alone (both seeds): the plain MLP's runs are not mixed in.
+  assert "| etth1 | 96 | 2 | 0.410 ± 0.010 | 0.205 ± 0.005 | 0.510 ± 0.010 |" in main
+  assert "## Student, moderntcn teacher" in text and table in text
+  assert "| etth1 | mlp ← moderntcn | distilled | 2 |" in text  # efficiency keeps every run
+  # Without the DMLP, the one student that ran is the tables' student.
+  only_mlp = [r for r in rows if r["role"] == "teacher" or r["model"] == "mlp"]
+  text = report.write_results_md(only_mlp, tmp_path / "R2.md", sweeps_module=sweeps).read_text()
+  assert "| etth1 | 96 | 1 | 0.400 |" in text and "## Student" not in text
+
+
 def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   sweep = sweeps.Sweep("tiny", "test", datasets=("synthetic",), horizons=(96,),
                        teachers=("itransformer",), student="mlp")

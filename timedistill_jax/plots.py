@@ -119,7 +119,8 @@ def write_plots(rows, root, out) -> list:
       runs = {}
       for r in sorted(sel, key=lambda r: report.ROLES.index(r["role"])):
         label = {"teacher": f"teacher ({r['model']})", "mlp": f"MLP ({r['model']})",
-                 "distilled": f"MLP + TimeDistill ({r['teacher']})"}[r["role"]]
+                 # the student's name too: a sweep may have run two students
+                 "distilled": f"{r['model']} + TimeDistill ({r['teacher']})"}[r["role"]]
         runs[label] = root / r["run"]
       runs = {k: v for k, v in runs.items() if (v / "results.json").exists()}
       if len(runs) < 2:

@@ -206,6 +206,45 @@ def variants_table(rows, teacher: str, variants) -> str:
   return "\n".join(lines)
 
 
+def students(rows) -> list:
+  """The student models of ``rows``: the ``model`` of their plain and distilled runs."""
+  return sorted({r["model"] for r in rows if r["role"] != "teacher"})
+
+
+def of_student(rows, student: str) -> list:
+  """The teachers' rows and ``student``'s: a table compares one student with its teachers."""
+  return [r for r in rows if r["role"] == "teacher" or r["model"] == student]
+
+
+def student_table(rows, teacher: str, names) -> str:
+  """Each student of ``names`` without and with distillation from ``teacher`` (the tuned
+  "full" variant), per horizon and averaged over the horizons (mean ± std over seeds), at the
+  (horizon, seed) points where every one of them ran both."""
+  head = "| dataset | H | seeds | teacher | " + " | ".join(
+      f"{n} | {n} + TimeDistill" for n in names) + " |"
+  lines = [head, "|" + " --- |" * (4 + 2 * len(names))]
+  for dataset in sorted({r["dataset"] for r in rows}):
+    at = lambda **kw: _select(rows, dataset=dataset, **kw)
+    runs = [at(role="teacher", model=teacher)]
+    for n in names:
+      runs += [at(role="mlp", model=n), at(role="distilled", model=n, teacher=teacher,
+                                             variant="full")]
+    points = set.intersection(*(_points(g) for g in runs))
+    if not points:
+      continue
+    runs = [_at(g, points) for g in runs]
+    horizons = sorted({h for h, _ in points})
+    per_h = [[_select(g, horizon=h) for g in runs] for h in horizons]
+    for h, groups in zip(horizons, per_h):
+      lines.append(f"| {dataset} | {h} | {len(groups[0])} | "
+                   + " | ".join(_cell([r["test_mse"] for r in g]) for g in groups) + " |")
+    if len(horizons) > 1:
+      avg = [_average_over_horizons([p[i] for p in per_h]) for i in range(len(runs))]
+      lines.append(f"| {dataset} | **avg** ({len(horizons)} H) | {len(avg[0])} | "
+                   + " | ".join(_cell([r["test_mse"] for r in g]) for g in avg) + " |")
+  return "\n".join(lines)
+
+
 def teachers_table(rows, teachers) -> str:
   """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's (all H, seeds);
   the teacher and the MLP it improves on are averaged over the distilled runs' (H, seed) only."""
@@ -268,6 +307,11 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
   """RESULTS.md: every table that ``rows`` have data for, with the paper's numbers beside."""
   sw = sweeps_module
   path = Path(path)
+  # The tables follow one student, the reference's (DMLP) when it ran; a second student run
+  # with ``reproduce.py --student`` gets its own comparison and the efficiency table's rows.
+  found = students(rows)
+  primary = sw.STUDENT if sw.STUDENT in found or not found else found[0]
+  all_rows, rows = rows, of_student(rows, primary)
   main_rows = [r for r in rows if r["role"] != "distilled" or r["variant"] == "full"]
   teachers = sorted({r["teacher"] for r in rows if r["role"] == "distilled"})
   out = ["# TimeDistill in JAX: results against the paper", "",
@@ -298,7 +342,15 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
         out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
                 "horizons and seeds at which all the variants of a row ran (± over seeds); the "
                 "variants that ran.", "", variants_table(rows, t, variants), ""]
-  out += ["## Efficiency of the runs", "", efficiency_table(rows), ""]
+  others = [n for n in found if n != primary]
+  for t in teachers if others else ():
+    table = student_table(all_rows, t, [primary] + others)
+    if len(table.splitlines()) > 2:
+      out += [f"## Student, {t} teacher", "", "Test MSE of each student without and with "
+              "distillation (the tuned alpha / beta), at the horizons and seeds where every "
+              "student ran both; the average is each seed's mean over the horizons, then "
+              "mean ± std over seeds.", "", table, ""]
+  out += ["## Efficiency of the runs", "", efficiency_table(all_rows), ""]
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("\n".join(out))
   return path
