@@ -24,6 +24,7 @@ def _script(name):
 
 reproduce = _script("reproduce")
 benchmark = _script("benchmark")
+split_fit = _script("split_fit")
 
 
 def test_sweeps_cover_the_papers_grids():
@@ -194,6 +195,12 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   rows = reproduce.finished_rows(jobs, root)
   assert [r["role"] for r in rows] == ["teacher", "mlp", "distilled"]
   assert rows[2]["teacher"] == "itransformer" and rows[2]["regressor_params"] > 0
+  # split_fit re-scores a run's best checkpoint on each split: its test column is the run's.
+  for job, row in zip(jobs, rows):
+    fit = split_fit.split_fit(root / job.run)
+    assert math.isclose(fit["test_mse"], row["test_mse"], rel_tol=1e-5)
+    assert all(np.isfinite(fit[f"{s}_mae"]) for s in split_fit.SPLITS)
+  assert "| train MSE / MAE |" in split_fit.table([fit])
   report.write_summary(results / "summary.csv", rows)
   text = report.write_results_md(rows, results / "RESULTS.md", sweeps_module=sweeps).read_text()
   assert "## Main table, itransformer teacher" in text and "| synthetic | 96 | 1 |" in text

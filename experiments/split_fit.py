@@ -1,0 +1,77 @@
+r"""How well finished runs fit each split: MSE / MAE of their best checkpoint on train, val, test.
+
+A distilled student learns the teacher's forecasts of the *training* windows, so a teacher that
+fits the training split far more tightly than the validation split passes that on: this shows
+it. Works for teachers, plain students and distilled students alike (any run folder with
+``checkpoints/best``); metrics over every window, the last batch padded and masked, in
+standardised space, evaluated as the run was, so the test column equals its ``results.json``.
+
+  TIMEDISTILL_DATA_DIR=/path/to/data python experiments/split_fit.py \
+      runs/reproduce/etth1_H720/s2023/teacher_moderntcn runs/reproduce/etth1_H720/s2023/dmlp \
+      --table results/split_fit_etth1_H720.md
+
+Prints a Markdown table and, with ``--table``, writes it with a CSV beside it.
+"""
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+from absl import app, flags
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from timedistill_jax import steps, trainer  # noqa: E402
+from timedistill_jax.checkpoints import load_teacher  # noqa: E402
+
+_TABLE = flags.DEFINE_string("table", "", "Markdown file to write (a .csv goes beside it).")
+
+SPLITS = ("train", "val", "test")
+
+
+def split_fit(workdir) -> dict:
+  """``{"run", "model", "train_mse", "train_mae", "val_mse", ..., "test_mae"}`` of one run,
+  evaluated as the run itself evaluated (its eval batch; every window unless a smoke run)."""
+  loaded = load_teacher(workdir)
+  config = ml_collections.ConfigDict(loaded.metadata["config"])
+  splits = trainer.load_splits(config)
+  eval_fn = steps.jit_eval_step(loaded.model, pred_len=config.data.pred_len,
+                                f_dim=trainer.f_dim_of(config))
+  row = dict(run=str(workdir), model=config.model.name)
+  for name in SPLITS:
+    metrics = trainer.evaluate(eval_fn, loaded.variables, getattr(splits, name),
+                               config.data.eval_batch_size, config.train.max_eval_batches)
+    row[f"{name}_mse"], row[f"{name}_mae"] = metrics["mse"], metrics["mae"]
+  return row
+
+
+def table(rows) -> str:
+  lines = ["| run | model | " + " | ".join(f"{s} MSE / MAE" for s in SPLITS) + " |",
+           "|" + " --- |" * (2 + len(SPLITS))]
+  for r in rows:
+    lines.append(f"| {r['run']} | {r['model']} | " + " | ".join(
+        f"{r[f'{s}_mse']:.4f} / {r[f'{s}_mae']:.4f}" for s in SPLITS) + " |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  if len(argv) < 2:
+    raise app.UsageError("name one or more run folders (each with checkpoints/best)")
+  rows = [split_fit(w) for w in argv[1:]]
+  text = table(rows)
+  print(text)
+  if _TABLE.value:
+    out = Path(_TABLE.value)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+      writer.writeheader()
+      writer.writerows(rows)
+    print(f"wrote {out} and {out.with_suffix('.csv')}")
+
+
+if __name__ == "__main__":
+  app.run(main)
