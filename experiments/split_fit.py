@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 import ml_collections
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,6 +59,7 @@ def table(rows) -> str:
 def main(argv):
   if len(argv) < 2:
     raise app.UsageError("name one or more run folders (each with checkpoints/best)")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every restore at INFO
   rows = [split_fit(w) for w in argv[1:]]
   text = table(rows)
   print(text)
