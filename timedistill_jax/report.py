@@ -131,9 +131,8 @@ def main_table(rows, teacher: str, paper_averages: dict, variant: str = "full") 
       t, m = _same_runs(t, d), _same_runs(m, d)
       per_h[h] = (t, m, d)
       lines.append(_main_line(dataset, str(h), t, m, d))
-    if len(per_h) > 1:  # the average over horizons, per seed, then mean +- std over seeds
-      avg = [_average_over_horizons([v[i] for v in per_h.values()]) for i in range(3)]
-      lines.append(_main_line(dataset, f"**avg** ({len(per_h)} H)", *avg))
+    if len(per_h) > 1:
+      lines.append(_main_line(dataset, _avg_label(per_h), *_horizon_average(per_h.values())))
     paper = paper_averages.get(dataset, {})
     if paper and per_h:
       lines.append(
@@ -167,6 +166,17 @@ def _average_over_horizons(groups) -> list:
     out.append(dict(seed=seed, test_mse=np.mean([r["test_mse"] for r in sel]),
                     test_mae=np.mean([r["test_mae"] for r in sel])))
   return out
+
+
+def _horizon_average(per_h) -> list:
+  """``per_h``: one tuple of row groups a horizon (the same columns each). Each column's rows
+  averaged over the horizons per seed (then mean +- std over seeds is the table's cell)."""
+  per_h = list(per_h)
+  return [_average_over_horizons([groups[i] for groups in per_h]) for i in range(len(per_h[0]))]
+
+
+def _avg_label(horizons) -> str:
+  return f"**avg** ({len(horizons)} H)"
 
 
 def _main_line(dataset, h, t, m, d) -> str:
@@ -239,8 +249,8 @@ def student_table(rows, teacher: str, names) -> str:
       lines.append(f"| {dataset} | {h} | {len(groups[0])} | "
                    + " | ".join(_cell([r["test_mse"] for r in g]) for g in groups) + " |")
     if len(horizons) > 1:
-      avg = [_average_over_horizons([p[i] for p in per_h]) for i in range(len(runs))]
-      lines.append(f"| {dataset} | **avg** ({len(horizons)} H) | {len(avg[0])} | "
+      avg = _horizon_average(per_h)
+      lines.append(f"| {dataset} | {_avg_label(horizons)} | {len(avg[0])} | "
                    + " | ".join(_cell([r["test_mse"] for r in g]) for g in avg) + " |")
   return "\n".join(lines)
 
