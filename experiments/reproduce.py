@@ -4,6 +4,7 @@ r"""Runs one of the paper's grids (configs/sweeps.py) and writes its tables and 
   python experiments/reproduce.py --sweep main --datasets ettm1 --horizons 96,336 --seeds 1
   python experiments/reproduce.py --sweep ablation --datasets etth1 --horizons 96
   python experiments/reproduce.py --sweep sensitivity --datasets etth1 --variants a1_b0.5
+  python experiments/reproduce.py --sweep early_teacher --datasets etth1 --horizons 720
   python experiments/reproduce.py --report_only          # tables and plots from finished runs
 
 For every (dataset, horizon, seed) it trains each teacher, then the plain MLP student, then the
@@ -99,6 +100,9 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
     raise ConfigError("give --seeds (the first N seeds) or --seed (one seed), not both.")
   seed_list = (only_seed,) if only_seed is not None else sweeps.SEEDS[:n_seeds]
   student = student or sweep.student
+  teacher_variants = [v for v in variants if v.teacher_train]
+  if len(teacher_variants) < len(variants):
+    teacher_variants.insert(0, sweeps.FULL)  # stands for the shared teacher
   jobs = []
   # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
   for seed in seed_list:
@@ -107,8 +111,13 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
         base = f"{dataset}_H{h}/s{seed}"
         arg = f"dataset={dataset},pred_len={h},seed={seed},smoke={smoke}"
         for t in teachers:
-          jobs.append(Job(f"{base}/teacher_{t}", "teacher", dataset, h, seed,
-                          teacher_config.get_config(f"{arg},model={t}"), teacher=t))
+          # The shared teacher, then one for each variant that trains its own (the shared
+          # one is left out when every variant does).
+          for v in teacher_variants:
+            config = teacher_config.get_config(f"{arg},model={t}")
+            config.train.update(dict(v.teacher_train))
+            jobs.append(Job(f"{base}/{_teacher_run(t, v)}", "teacher", dataset, h, seed, config,
+                            teacher=t, variant=v.name if v.teacher_train else ""))
         jobs.append(Job(f"{base}/{student}", "mlp", dataset, h, seed,
                         student_config.get_config(f"{arg},model={student}")))
         for t in teachers:
@@ -116,8 +125,14 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
             config = distill_config.get_config(f"{arg},teacher={t},student={student}")
             config.distill.update(v.overrides())
             jobs.append(Job(f"{base}/{student}_kd_{t}_{v.name}", "distilled", dataset, h, seed,
-                            config, teacher=t, variant=v.name, needs=(f"{base}/teacher_{t}",)))
+                            config, teacher=t, variant=v.name,
+                            needs=(f"{base}/{_teacher_run(t, v)}",)))
   return jobs
+
+
+def _teacher_run(teacher: str, variant: sweeps.Variant) -> str:
+  """The folder of the teacher that ``variant`` distils from (relative to the seed's)."""
+  return f"teacher_{teacher}_{variant.name}" if variant.teacher_train else f"teacher_{teacher}"
 
 
 def job_row(job: Job, results: dict) -> dict:

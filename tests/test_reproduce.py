@@ -66,6 +66,24 @@ def test_plan_orders_runs_by_dependency_seeds_outermost():
   assert [j.seed for j in only] == [2022] * 3
 
 
+def test_a_variant_that_trains_its_own_teacher_distils_from_that_teacher():
+  sweep = sweeps.get_sweep("early_teacher")
+  jobs = reproduce.plan(sweep, datasets=["etth1"], horizons=["720"], only_seed=2021)
+  assert [(j.run, j.variant) for j in jobs] == [
+      ("etth1_H720/s2021/teacher_moderntcn", ""), ("etth1_H720/s2021/teacher_moderntcn_e1", "e1"),
+      ("etth1_H720/s2021/dmlp", ""), ("etth1_H720/s2021/dmlp_kd_moderntcn_full", "full"),
+      ("etth1_H720/s2021/dmlp_kd_moderntcn_e1", "e1")]
+  assert jobs[0].config.train.epochs == 10 and jobs[1].config.train.epochs == 1
+  assert jobs[3].needs == (jobs[0].run,) and jobs[4].needs == (jobs[1].run,)
+  # The distillation itself is the tuned one; only its teacher differs.
+  assert jobs[4].config.distill == jobs[3].config.distill
+  # Asked for alone, the variant does not train the shared teacher it does not use.
+  only = reproduce.plan(sweep, datasets=["etth1"], horizons=["720"], only_seed=2021,
+                        variants=["e1"])
+  assert [j.run.split("/")[-1] for j in only] == ["teacher_moderntcn_e1", "dmlp",
+                                                  "dmlp_kd_moderntcn_e1"]
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
     (dict(horizons=["100"]), "horizon 100 not in this sweep"),
@@ -148,6 +166,31 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   rows.append(dict(_row("e", "distilled", 2021, 0.3, teacher="moderntcn", variant="full"),
                    dataset="etth2"))
   assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
+
+
+def test_a_teacher_variant_gets_its_own_table_and_stays_out_of_the_others(tmp_path):
+  rows = []
+  for h, seed, base in ((96, 2021, 0.4), (720, 2021, 0.6), (720, 2022, 0.62)):
+    rows += [_row(f"t{h}{seed}", "teacher", seed, base, h, "moderntcn", "moderntcn"),
+             _row(f"m{h}{seed}", "mlp", seed, base + 0.1, h),
+             _row(f"d{h}{seed}", "distilled", seed, base + 0.01, h, teacher="moderntcn",
+                  variant="full")]
+  # The variant's teacher ran at H=720 only: no better on test, a better student.
+  for seed in (2021, 2022):
+    rows += [_row(f"te{seed}", "teacher", seed, 0.9, 720, "moderntcn", "moderntcn", "e1"),
+             _row(f"de{seed}", "distilled", seed, 0.55 + (seed - 2021) / 100, 720,
+                  teacher="moderntcn", variant="e1")]
+  table = report.teacher_variant_table(rows, "moderntcn", "e1")
+  assert "| dataset | H | seeds | MLP | teacher | teacher (e1) | MLP + TimeDistill |" in table
+  assert "| etth1 | 720 | 2 | 0.710 ± 0.010 | 0.610 ± 0.010 | 0.900 ± 0.000 | " \
+         "0.620 ± 0.010 | 0.555 ± 0.005 |" in table
+  assert "| 96 |" not in table  # the variant did not run there
+  text = report.write_results_md(rows, tmp_path / "RESULTS.md", sweeps_module=sweeps).read_text()
+  assert "## Teacher variant e1: moderntcn with train.epochs=1" in text and table in text
+  main = text.split("## Main table, moderntcn teacher")[1].split("##")[0]
+  # The reference's teacher alone in the main and efficiency tables (0.9 would show there).
+  assert "| etth1 | 720 | 2 | 0.610 ± 0.010 |" in main and "0.900" not in main
+  assert "| etth1 | moderntcn | teacher | 3 |" in text
 
 
 def test_a_second_student_gets_its_own_table_and_stays_out_of_the_main_one(tmp_path):

@@ -226,19 +226,14 @@ def of_student(rows, student: str) -> list:
   return [r for r in rows if r["role"] == "teacher" or r["model"] == student]
 
 
-def student_table(rows, teacher: str, names) -> str:
-  """Each student of ``names`` without and with distillation from ``teacher`` (the tuned
-  "full" variant), per horizon and averaged over the horizons (mean ± std over seeds), at the
-  (horizon, seed) points where every one of them ran both."""
-  head = "| dataset | H | seeds | teacher | " + " | ".join(
-      f"{n} | {n} + TimeDistill" for n in names) + " |"
-  lines = [head, "|" + " --- |" * (4 + 2 * len(names))]
+def _points_table(rows, head, columns) -> str:
+  """Per dataset, a line a horizon and the average over the horizons (each seed's mean, then
+  mean ± std over seeds) of the columns' test MSE. ``columns(at)`` returns one row group a
+  column of ``head``, ``at(**match)`` selecting that dataset's rows; only the (horizon, seed)
+  points where every column ran count, so each line compares like with like."""
+  lines = ["| dataset | H | seeds | " + " | ".join(head) + " |", "|" + " --- |" * (3 + len(head))]
   for dataset in sorted({r["dataset"] for r in rows}):
-    at = lambda **kw: _select(rows, dataset=dataset, **kw)
-    runs = [at(role="teacher", model=teacher)]
-    for n in names:
-      runs += [at(role="mlp", model=n), at(role="distilled", model=n, teacher=teacher,
-                                             variant="full")]
+    runs = columns(lambda **match: _select(rows, dataset=dataset, **match))
     points = set.intersection(*(_points(g) for g in runs))
     if not points:
       continue
@@ -253,6 +248,32 @@ def student_table(rows, teacher: str, names) -> str:
       lines.append(f"| {dataset} | {_avg_label(horizons)} | {len(avg[0])} | "
                    + " | ".join(_cell([r["test_mse"] for r in g]) for g in avg) + " |")
   return "\n".join(lines)
+
+
+def student_table(rows, teacher: str, names) -> str:
+  """Each student of ``names`` without and with distillation from ``teacher`` (the tuned
+  "full" variant), at the (horizon, seed) points where every one of them ran both."""
+  def columns(at):
+    runs = [at(role="teacher", model=teacher, variant="")]
+    for n in names:
+      runs += [at(role="mlp", model=n),
+               at(role="distilled", model=n, teacher=teacher, variant="full")]
+    return runs
+  head = ["teacher"] + [c for n in names for c in (n, f"{n} + TimeDistill")]
+  return _points_table(rows, head, columns)
+
+
+def teacher_variant_table(rows, teacher: str, variant: str) -> str:
+  """The MLP, ``teacher`` as the reference trains it and as ``variant`` does, and the student
+  distilled from each, at the (horizon, seed) points where all five ran."""
+  def columns(at):
+    return [at(role="mlp"), at(role="teacher", model=teacher, variant=""),
+            at(role="teacher", model=teacher, variant=variant),
+            at(role="distilled", teacher=teacher, variant="full"),
+            at(role="distilled", teacher=teacher, variant=variant)]
+  head = ["MLP", "teacher", f"teacher ({variant})", "MLP + TimeDistill",
+          f"MLP + TimeDistill ({variant} teacher)"]
+  return _points_table(rows, head, columns)
 
 
 def teachers_table(rows, teachers) -> str:
@@ -293,10 +314,10 @@ def efficiency_table(rows) -> str:
 
 def groups(rows) -> dict:
   """Rows by ``(role, label)``: one group a model, the distilled ones labelled by teacher;
-  ablation and sensitivity variants left out. Shared by the efficiency table and plot."""
+  ablation, sensitivity and teacher variants left out. Shared by the efficiency table and plot."""
   out = {}
   for r in rows:
-    if r["role"] == "distilled" and r["variant"] != "full":
+    if r["variant"] not in ("", "full"):
       continue
     label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
     out.setdefault((r["role"], label), []).append(r)
@@ -322,7 +343,8 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
   found = students(rows)
   primary = sw.STUDENT if sw.STUDENT in found or not found else found[0]
   all_rows, rows = rows, of_student(rows, primary)
-  main_rows = [r for r in rows if r["role"] != "distilled" or r["variant"] == "full"]
+  # The reference's protocol: its teachers and the tuned distillation ("full") alone.
+  main_rows = [r for r in rows if r["variant"] in ("", "full")]
   teachers = sorted({r["teacher"] for r in rows if r["role"] == "distilled"})
   out = ["# TimeDistill in JAX: results against the paper", "",
          "Written by `experiments/reproduce.py` from the runs in `summary.csv` (one row a run). "
@@ -342,7 +364,7 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
     out += ["## Teacher variety", "", "Teacher MSE → distilled MLP MSE (improvement over the "
             "MLP), averaged over the horizons and seeds run; ± is the std over seeds of each "
             "seed's average over the horizons.", "",
-            teachers_table(rows, teachers), ""]
+            teachers_table(main_rows, teachers), ""]
   for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
                          # "full" (the tuned pair) as the reference column.
                          ("Sensitivity to alpha / beta", (sw.FULL,) + sw.SENSITIVITY_VARIANTS)):
@@ -352,6 +374,17 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
         out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
                 "horizons and seeds at which all the variants of a row ran (± over seeds); the "
                 "variants that ran.", "", variants_table(rows, t, variants), ""]
+  known = {v.name: v for sweep in sw.SWEEPS.values() for v in sweep.variants}
+  for t, v in sorted({(r["teacher"], r["variant"]) for r in rows
+                      if r["role"] == "teacher" and r["variant"]}):
+    table = teacher_variant_table(rows, t, v)
+    if len(table.splitlines()) > 2:
+      how = ", ".join(f"train.{k}={x}" for k, x in known[v].teacher_train) if v in known else v
+      out += [f"## Teacher variant {v}: {t} with {how}", "", "Test MSE of the reference's "
+              f"teacher and of the teacher trained with {how}, and of the MLP distilled from "
+              "each (the tuned alpha / beta), at the horizons and seeds where all of them ran; "
+              "the average is each seed's mean over the horizons, then mean ± std over seeds.",
+              "", table, ""]
   others = [n for n in found if n != primary]
   for t in teachers if others else ():
     table = student_table(all_rows, t, [primary] + others)
