@@ -100,9 +100,6 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
     raise ConfigError("give --seeds (the first N seeds) or --seed (one seed), not both.")
   seed_list = (only_seed,) if only_seed is not None else sweeps.SEEDS[:n_seeds]
   student = student or sweep.student
-  teacher_variants = [v for v in variants if v.teacher_train]
-  if len(teacher_variants) < len(variants):
-    teacher_variants.insert(0, sweeps.FULL)  # stands for the shared teacher
   jobs = []
   # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
   for seed in seed_list:
@@ -111,13 +108,16 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
         base = f"{dataset}_H{h}/s{seed}"
         arg = f"dataset={dataset},pred_len={h},seed={seed},smoke={smoke}"
         for t in teachers:
-          # The shared teacher, then one for each variant that trains its own (the shared
-          # one is left out when every variant does).
-          for v in teacher_variants:
+          # The teachers the variants distil from, each once: the shared one, and one for each
+          # variant that trains its own.
+          runs = {}
+          for v in variants:
+            runs.setdefault(_teacher_run(t, v), v)
+          for run, v in runs.items():
             config = teacher_config.get_config(f"{arg},model={t}")
             config.train.update(dict(v.teacher_train))
-            jobs.append(Job(f"{base}/{_teacher_run(t, v)}", "teacher", dataset, h, seed, config,
-                            teacher=t, variant=v.name if v.teacher_train else ""))
+            jobs.append(Job(f"{base}/{run}", "teacher", dataset, h, seed, config, teacher=t,
+                            variant=v.name if v.teacher_train else ""))
         jobs.append(Job(f"{base}/{student}", "mlp", dataset, h, seed,
                         student_config.get_config(f"{arg},model={student}")))
         for t in teachers:

@@ -115,7 +115,7 @@ def write_plots(rows, root, out) -> list:
   for dataset in sorted({r["dataset"] for r in rows}):
     for h in sorted({r["horizon"] for r in rows if r["dataset"] == dataset}):
       sel = [r for r in rows if r["dataset"] == dataset and r["horizon"] == h
-             and r["seed"] == first_seed and r["variant"] in ("", "full")]
+             and r["seed"] == first_seed and report.reference_protocol(r)]
       runs = {}
       for r in sorted(sel, key=lambda r: report.ROLES.index(r["role"])):
         label = {"teacher": f"teacher ({r['model']})", "mlp": f"MLP ({r['model']})",

@@ -32,6 +32,13 @@ def result_row(run: str, results: dict, *, role: str, dataset: str, horizon: int
       inference_ms=results["inference_ms_per_batch"], wall_s=results["wall_seconds"])
 
 
+def reference_protocol(row) -> bool:
+  """Whether ``row`` is a run of the reference's protocol: a teacher or MLP as its scripts
+  train them, or the tuned distillation ("full"), not an ablation, sensitivity or teacher
+  variant."""
+  return row["variant"] in ("", "full")
+
+
 def read_summary(path) -> list:
   path = Path(path)
   if not path.exists():
@@ -317,7 +324,7 @@ def groups(rows) -> dict:
   ablation, sensitivity and teacher variants left out. Shared by the efficiency table and plot."""
   out = {}
   for r in rows:
-    if r["variant"] not in ("", "full"):
+    if not reference_protocol(r):
       continue
     label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
     out.setdefault((r["role"], label), []).append(r)
@@ -343,8 +350,7 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
   found = students(rows)
   primary = sw.STUDENT if sw.STUDENT in found or not found else found[0]
   all_rows, rows = rows, of_student(rows, primary)
-  # The reference's protocol: its teachers and the tuned distillation ("full") alone.
-  main_rows = [r for r in rows if r["variant"] in ("", "full")]
+  main_rows = [r for r in rows if reference_protocol(r)]
   teachers = sorted({r["teacher"] for r in rows if r["role"] == "distilled"})
   out = ["# TimeDistill in JAX: results against the paper", "",
          "Written by `experiments/reproduce.py` from the runs in `summary.csv` (one row a run). "
