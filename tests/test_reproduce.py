@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -252,6 +253,13 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   assert {p.name for p in written} == {"forecast_synthetic_H96.png", "curves_synthetic_H96.png",
                                        "efficiency_synthetic.png"}
   assert all(p.stat().st_size > 1000 for p in written)
+  # With a run folder gone, the forecast and curves written from the whole set are kept.
+  kept = {p.name: p.read_bytes() for p in written}
+  shutil.rmtree(root / jobs[2].run)
+  rewritten = plots.write_plots(rows, root, results / "plots")
+  assert {p.name for p in rewritten} == {"efficiency_synthetic.png"}
+  assert all((results / "plots" / n).read_bytes() == b for n, b in kept.items()
+             if n.startswith(("forecast", "curves")))
 
 
 def test_benchmark_measures_a_model_and_reports_ratios():

@@ -3,6 +3,7 @@
 Needs matplotlib (``pip install -e .[plots]``); imported only by the report writers.
 """
 
+import sys
 from pathlib import Path
 
 import jax
@@ -122,7 +123,13 @@ def write_plots(rows, root, out) -> list:
                  # the student's name too: a sweep may have run two students
                  "distilled": f"{r['model']} + TimeDistill ({r['teacher']})"}[r["role"]]
         runs[label] = root / r["run"]
-      runs = {k: v for k, v in runs.items() if (v / "results.json").exists()}
+      # A plot missing some of the seed's runs (their folders gone from this machine) would
+      # not show what the tables compare: keep the plot written when they were all here.
+      gone = [k for k, v in runs.items() if not (v / "results.json").exists()]
+      if gone:
+        print(f"plots: kept forecast/curves for {dataset} H={h}: the seed-{first_seed} runs of "
+              f"{', '.join(gone)} are not under {root}", file=sys.stderr)
+        continue
       if len(runs) < 2:
         continue
       written.append(forecast_plot(runs, out / f"forecast_{dataset}_H{h}.png"))
