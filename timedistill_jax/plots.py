@@ -127,8 +127,8 @@ def write_plots(rows, root, out) -> list:
       # not show what the tables compare: keep the plot written when they were all here.
       gone = [k for k, v in runs.items() if not (v / "results.json").exists()]
       if gone:
-        print(f"plots: kept forecast/curves for {dataset} H={h}: the seed-{first_seed} runs of "
-              f"{', '.join(gone)} are not under {root}", file=sys.stderr)
+        print(f"plots: left forecast/curves for {dataset} H={h} as they were: the "
+              f"seed-{first_seed} runs of {', '.join(gone)} are not under {root}", file=sys.stderr)
         continue
       if len(runs) < 2:
         continue
