@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from configs import common  # noqa: E402
 from configs import distill as distill_config  # noqa: E402
 from configs import student as student_config  # noqa: E402
 from configs import sweeps  # noqa: E402
@@ -42,7 +43,8 @@ from timedistill_jax.errors import ConfigError, TimeDistillError  # noqa: E402
 _SWEEP = flags.DEFINE_string("sweep", "main", f"One of {', '.join(sweeps.SWEEPS)}.")
 _DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.")
 _HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
-_TEACHERS = flags.DEFINE_list("teachers", None, "Subset of the sweep's teachers.")
+_TEACHERS = flags.DEFINE_list("teachers", None,
+                              "Teachers to distil from (default: the sweep's); any known one.")
 _VARIANTS = flags.DEFINE_list("variants", None,
                               "Subset of the sweep's distillation variants (e.g. no_feature).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
@@ -69,12 +71,12 @@ class Job:
   needs: tuple = ()  # runs that must be finished first
 
 
-def _subset(requested, available, what: str) -> tuple:
+def _subset(requested, available, what: str, where: str = "in this sweep") -> tuple:
   if requested is None:
     return tuple(available)
   bad = [x for x in requested if x not in [str(a) for a in available]]
   if bad:
-    raise ConfigError(f"{what} {', '.join(bad)} not in this sweep; choose from "
+    raise ConfigError(f"{what} {', '.join(bad)} not {where}; choose from "
                       f"{', '.join(map(str, available))}.")
   return tuple(a for a in available if str(a) in requested)
 
@@ -87,7 +89,10 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
   """
   datasets = _subset(datasets, sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
-  teachers = _subset(teachers, sweep.teachers, "teacher")
+  # A sweep names the teachers it runs by default; --teachers may pick any known teacher (e.g.
+  # the alpha x beta grid with the iTransformer teacher instead of the paper's ModernTCN).
+  teachers = (sweep.teachers if teachers is None
+              else _subset(teachers, common.TEACHERS, "teacher", "a known teacher"))
   by_name = {v.name: v for v in sweep.variants}
   variants = [by_name[n] for n in _subset(variants, tuple(by_name), "variant")]
   n_seeds = sweep.seeds if seeds is None else seeds

@@ -89,6 +89,7 @@ def test_a_variant_that_trains_its_own_teacher_distils_from_that_teacher():
     (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
     (dict(horizons=["100"]), "horizon 100 not in this sweep"),
     (dict(variants=["no_feature"]), "variant no_feature not in this sweep; choose from full"),
+    (dict(teachers=["itransfomer"]), "teacher itransfomer not a known teacher; choose from "),
     (dict(seeds=9), "--seeds must be between 1 and 5"),
     (dict(only_seed=2030), "--seed must be one of 2021"),
     (dict(seeds=2, only_seed=2022), "not both"),
@@ -96,6 +97,19 @@ def test_a_variant_that_trains_its_own_teacher_distils_from_that_teacher():
 def test_plan_refuses_what_is_not_in_the_sweep(kw, match):
   with pytest.raises(ConfigError, match=match):
     reproduce.plan(sweeps.get_sweep("main"), **kw)
+
+
+def test_plan_takes_a_teacher_outside_the_sweeps_default():
+  # The alpha x beta grid runs the paper's ModernTCN teacher unless told otherwise.
+  sweep = sweeps.get_sweep("sensitivity")
+  assert sweep.teachers == ("moderntcn",)
+  jobs = reproduce.plan(sweep, datasets=["etth2"], horizons=["96"], only_seed=2024,
+                        teachers=["itransformer"], variants=["a0.1_b2"])
+  assert [j.run for j in jobs] == [
+      "etth2_H96/s2024/teacher_itransformer", "etth2_H96/s2024/dmlp",
+      "etth2_H96/s2024/dmlp_kd_itransformer_a0.1_b2"]
+  assert (jobs[2].config.distill.alpha, jobs[2].config.distill.beta) == (0.1, 2.0)
+  assert jobs[2].config.teacher.name == "itransformer"
 
 
 def _row(run, role, seed, mse, h=96, model="dmlp", teacher="", variant=""):
@@ -169,6 +183,34 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
 
 
+def test_validation_pick_table_picks_by_validation_and_shows_the_best_on_test(tmp_path):
+  grid = sweeps.SENSITIVITY_VARIANTS
+  names = [v.name for v in grid]
+  kd = lambda run, seed, mse, h, variant, val, alpha, beta: dict(
+      _row(run, "distilled", seed, mse, h, teacher="itransformer", variant=variant),
+      val_mse=val, alpha=alpha, beta=beta)
+  rows = []
+  for h in (96, 192):
+    # Validation prefers the first pair of the grid, the test the last; a2_b2 did not run as
+    # a grid point but as the tuned run ("full"), which stands in for it.
+    rows += [kd(f"{v.name}{h}", 2021, 0.5 - 0.01 * i, h, v.name, 1.0 + 0.01 * i,
+                *v.overrides().values()) for i, v in enumerate(grid) if v.name != "a2_b2"]
+    rows.append(kd(f"full{h}", 2021, 0.35, h, "full", 1.15, 2.0, 2.0))
+  # Seed 2022 ran one pair of the grid only: no point of the table.
+  rows.append(kd("x", 2022, 0.1, 96, "a1_b1", 0.1, 1.0, 1.0))
+  table = report.validation_pick_table(rows, "itransformer", names)
+  assert "| etth1 | 96 | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
+  assert "| etth1 | average of 2 H | | 0.350 | | 0.500 | | 0.350 |" in table
+  # Rows from before the val_mse column (blank, read back as None) are left out.
+  path = tmp_path / "summary.csv"
+  report.write_summary(path, rows + [_row("m", "mlp", 2021, 0.6)])
+  back = report.read_summary(path)
+  assert next(r for r in back if r["run"] == "m")["val_mse"] is None
+  assert report.validation_pick_table(back, "itransformer", names) == table
+  md = report.write_results_md(back, tmp_path / "RESULTS.md", sweeps_module=sweeps).read_text()
+  assert "## Alpha / beta picked by validation MSE, itransformer teacher" in md
+
+
 def test_a_teacher_variant_gets_its_own_table_and_stays_out_of_the_others(tmp_path):
   rows = []
   for h, seed, base in ((96, 2021, 0.4), (720, 2021, 0.6), (720, 2022, 0.62)):
@@ -239,6 +281,7 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   rows = reproduce.finished_rows(jobs, root)
   assert [r["role"] for r in rows] == ["teacher", "mlp", "distilled"]
   assert rows[2]["teacher"] == "itransformer" and rows[2]["regressor_params"] > 0
+  assert all(r["val_mse"] > 0 for r in rows)  # the best epoch's, for choices without the test
   # split_fit re-scores a run's best checkpoint on each split: its test column is the run's.
   for job, row in zip(jobs, rows):
     fit = split_fit.split_fit(root / job.run)

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 FIELDS = ("run", "dataset", "horizon", "role", "model", "teacher", "variant", "seed", "alpha",
-          "beta", "test_mse", "test_mae", "params", "regressor_params", "epochs", "best_epoch",
-          "ms_per_train_step", "inference_ms", "wall_s")
+          "beta", "test_mse", "test_mae", "val_mse", "params", "regressor_params", "epochs",
+          "best_epoch", "ms_per_train_step", "inference_ms", "wall_s")
 ROLES = ("teacher", "mlp", "distilled")
 
 
@@ -26,6 +26,8 @@ def result_row(run: str, results: dict, *, role: str, dataset: str, horizon: int
       teacher=teacher, variant=variant, seed=int(seed),
       alpha="" if alpha is None else alpha, beta="" if beta is None else beta,
       test_mse=results["test"]["mse"], test_mae=results["test"]["mae"],
+      # The best epoch's validation MSE: what a choice between runs may look at (not the test).
+      val_mse=(results.get("best_val") or {}).get("mse"),
       params=results["num_params"], regressor_params=results.get("num_regressor_params", 0),
       epochs=results["epochs"], best_epoch=results["best_epoch"],
       ms_per_train_step=results["ms_per_train_step"],
@@ -50,6 +52,8 @@ def read_summary(path) -> list:
       r[k] = int(r[k])
     for k in ("test_mse", "test_mae", "ms_per_train_step", "inference_ms", "wall_s"):
       r[k] = float(r[k])
+    # Blank in rows written before the column existed, whose run folders may be gone.
+    r["val_mse"] = float(r["val_mse"]) if r.get("val_mse") else None
   return rows
 
 
@@ -64,7 +68,7 @@ def write_summary(path, rows) -> None:
   with open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=FIELDS)
     writer.writeheader()
-    writer.writerows({k: r[k] for k in FIELDS} for r in rows)
+    writer.writerows({k: "" if r.get(k) is None else r[k] for k in FIELDS} for r in rows)
   tmp.replace(path)
 
 
@@ -220,6 +224,47 @@ def variants_table(rows, teacher: str, variants) -> str:
     seeds = len({s for _, s in points})
     lines.append(f"| {dataset} | H={horizons}; {seeds} seed{'s' * (seeds > 1)} | "
                  f"{_seed_cell(mlp)} | " + " | ".join(_seed_cell(runs[n]) for n in names) + " |")
+  return "\n".join(lines)
+
+
+def _pair(row) -> str:
+  """A distilled run's alpha / beta as the sensitivity grid names it (``a1_b0.5``)."""
+  return f"a{float(row['alpha']):g}_b{float(row['beta']):g}"
+
+
+def validation_pick_table(rows, teacher: str, pairs) -> str:
+  """The alpha / beta pair a user would pick without the test set: per dataset, horizon and
+  seed, the one of ``pairs`` (``a1_b0.5``, ...) whose student has the lowest validation MSE,
+  beside the tuned pair ("full") and the best pair on test (hindsight). The tuned run counts
+  as its pair of the grid. Only the points where every pair ran count; each cell is the mean
+  test MSE over their seeds."""
+  lines = ["| dataset | H | seeds | tuned pair | picked by validation | its test MSE | "
+           "best on test | its test MSE |", "|" + " --- |" * 8]
+  grid = [r for r in rows if r["role"] == "distilled" and r["teacher"] == teacher
+          and r["variant"] in (*pairs, "full") and r.get("val_mse") is not None]
+  names = lambda picked: ", ".join(sorted({pair for pair, _ in picked}))
+  for dataset in sorted({r["dataset"] for r in grid}):
+    per_h = []
+    for h in sorted({r["horizon"] for r in grid if r["dataset"] == dataset}):
+      at = _select(grid, dataset=dataset, horizon=h)
+      points = {s: {_pair(r): r for r in _select(at, seed=s)} for s in {r["seed"] for r in at}}
+      points = {s: p for s, p in sorted(points.items()) if set(p) >= set(pairs)}
+      if not points:
+        continue
+      picks = [min(p.items(), key=lambda kv: kv[1]["val_mse"]) for p in points.values()]
+      best = [min(p.items(), key=lambda kv: kv[1]["test_mse"]) for p in points.values()]
+      tuned = [r["test_mse"] for s in points for r in _select(at, seed=s, variant="full")]
+      tuned = tuned if len(tuned) == len(points) else []
+      picked, hindsight = ([r["test_mse"] for _, r in g] for g in (picks, best))
+      per_h.append((tuned, picked, hindsight))
+      lines.append(f"| {dataset} | {h} | {len(points)} | {_cell(tuned)} | {names(picks)} | "
+                   f"{_cell(picked)} | {names(best)} | {_cell(hindsight)} |")
+    if len(per_h) > 1:
+      # Mean over the horizons of each horizon's mean over its seeds.
+      avg = [f"{np.mean([np.mean(x) for x in col]):.3f}" if all(col) else "—"
+             for col in zip(*per_h)]
+      lines.append(f"| {dataset} | average of {len(per_h)} H | | {avg[0]} | | {avg[1]} | | "
+                   f"{avg[2]} |")
   return "\n".join(lines)
 
 
@@ -380,6 +425,13 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
         out += [f"## {name}, {t} teacher", "", "Distilled MLP test MSE averaged over the "
                 "horizons and seeds at which all the variants of a row ran (± over seeds); the "
                 "variants that ran.", "", variants_table(rows, t, variants), ""]
+  for t in teachers:
+    picks = validation_pick_table(rows, t, [v.name for v in sw.SENSITIVITY_VARIANTS])
+    if len(picks.splitlines()) > 2:
+      out += [f"## Alpha / beta picked by validation MSE, {t} teacher", "", "Where the whole "
+              "alpha x beta grid ran: per horizon and seed, the pair whose student has the "
+              "lowest validation MSE (no test data), its test MSE, and the best pair on test "
+              "in hindsight; mean over the seeds.", "", picks, ""]
   known = {v.name: v for sweep in sw.SWEEPS.values() for v in sweep.variants}
   for t, v in sorted({(r["teacher"], r["variant"]) for r in rows
                       if r["role"] == "teacher" and r["variant"]}):
