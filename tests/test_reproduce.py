@@ -201,6 +201,7 @@ def test_validation_pick_table_picks_by_validation_and_shows_the_best_on_test(tm
   table = report.validation_pick_table(rows, "itransformer", names)
   assert "| etth1 | 96 | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
   assert "| etth1 | average of 2 H | | 0.350 | | 0.500 | | 0.350 |" in table
+  assert "| etth1 | one pair for all 2 H | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
   # Rows from before the val_mse column (blank, read back as None) are left out.
   path = tmp_path / "summary.csv"
   report.write_summary(path, rows + [_row("m", "mlp", 2021, 0.6)])
