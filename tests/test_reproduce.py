@@ -196,12 +196,17 @@ def test_validation_pick_table_picks_by_validation_and_shows_the_best_on_test(tm
     rows += [kd(f"{v.name}{h}", 2021, 0.5 - 0.01 * i, h, v.name, 1.0 + 0.01 * i,
                 *v.overrides().values()) for i, v in enumerate(grid) if v.name != "a2_b2"]
     rows.append(kd(f"full{h}", 2021, 0.35, h, "full", 1.15, 2.0, 2.0))
+  # A tuned run without a validation MSE (an old row) still fills the tuned column.
+  rows += [kd(f"full{h}", 2021, 0.4, h, "full", None, 1.0, 0.5) for h in (336, 720)]
+  rows += [kd(f"{v.name}{h}", 2021, 0.45, h, v.name, 1.0, *v.overrides().values())
+           for v in grid for h in (336, 720)]
   # Seed 2022 ran one pair of the grid only: no point of the table.
   rows.append(kd("x", 2022, 0.1, 96, "a1_b1", 0.1, 1.0, 1.0))
   table = report.validation_pick_table(rows, "itransformer", names)
   assert "| etth1 | 96 | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
-  assert "| etth1 | average of 2 H | | 0.350 | | 0.500 | | 0.350 |" in table
-  assert "| etth1 | one pair for all 2 H | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
+  assert "| etth1 | 336 | 1 | 0.400 | " in table
+  assert "| etth1 | average of 4 H | | 0.375 | | 0.475 | | 0.400 |" in table
+  assert "| etth1 | one pair for all 4 H | 1 | 0.375 | a0.1_b0.1 | 0.475 | a2_b2 | 0.400 |" in table
   # Rows from before the val_mse column (blank, read back as None) are left out.
   path = tmp_path / "summary.csv"
   report.write_summary(path, rows + [_row("m", "mlp", 2021, 0.6)])

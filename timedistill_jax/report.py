@@ -255,7 +255,10 @@ def validation_pick_table(rows, teacher: str, pairs) -> str:
         continue
       picks = [min(p.items(), key=lambda kv: kv[1]["val_mse"]) for p in points.values()]
       best = [min(p.items(), key=lambda kv: kv[1]["test_mse"]) for p in points.values()]
-      tuned = [r["test_mse"] for s in points for r in _select(at, seed=s, variant="full")]
+      # The tuned run from ``rows``: it counts here even without a validation MSE.
+      tuned_runs = _select(rows, dataset=dataset, role="distilled", teacher=teacher,
+                           variant="full")
+      tuned = [r["test_mse"] for s in points for r in _select(tuned_runs, horizon=h, seed=s)]
       tuned = tuned if len(tuned) == len(points) else []
       picked, hindsight = ([r["test_mse"] for _, r in g] for g in (picks, best))
       per_h.append((tuned, picked, hindsight))
@@ -274,7 +277,7 @@ def validation_pick_table(rows, teacher: str, pairs) -> str:
         by_val = min(pairs, key=lambda pair: mean("val_mse", pair))
         by_test = min(pairs, key=lambda pair: mean("test_mse", pair))
         tuned = [r["test_mse"] for h in grids for s in seeds
-                 for r in _select(grid, dataset=dataset, horizon=h, seed=s, variant="full")]
+                 for r in _select(tuned_runs, horizon=h, seed=s)]
         tuned = f"{np.mean(tuned):.3f}" if len(tuned) == len(grids) * len(seeds) else "—"
         lines.append(f"| {dataset} | one pair for all {len(grids)} H | {len(seeds)} | {tuned} | "
                      f"{by_val} | {mean('test_mse', by_val):.3f} | {by_test} | "
