@@ -247,6 +247,9 @@ def validation_pick_table(rows, teacher: str, pairs) -> str:
   names = lambda picked: ", ".join(sorted({pair for pair, _ in picked}))
   for dataset in sorted({r["dataset"] for r in grid}):
     per_h, grids = [], {}
+    # The tuned runs from ``rows``: they count here even without a validation MSE.
+    tuned_runs = _select(rows, dataset=dataset, role="distilled", teacher=teacher,
+                         variant="full")
     for h in sorted({r["horizon"] for r in grid if r["dataset"] == dataset}):
       at = _select(grid, dataset=dataset, horizon=h)
       points = {s: {_pair(r): r for r in _select(at, seed=s)} for s in {r["seed"] for r in at}}
@@ -255,9 +258,6 @@ def validation_pick_table(rows, teacher: str, pairs) -> str:
         continue
       picks = [min(p.items(), key=lambda kv: kv[1]["val_mse"]) for p in points.values()]
       best = [min(p.items(), key=lambda kv: kv[1]["test_mse"]) for p in points.values()]
-      # The tuned run from ``rows``: it counts here even without a validation MSE.
-      tuned_runs = _select(rows, dataset=dataset, role="distilled", teacher=teacher,
-                           variant="full")
       tuned = [r["test_mse"] for s in points for r in _select(tuned_runs, horizon=h, seed=s)]
       tuned = tuned if len(tuned) == len(points) else []
       picked, hindsight = ([r["test_mse"] for _, r in g] for g in (picks, best))
