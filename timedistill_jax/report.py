@@ -253,7 +253,9 @@ def validation_pick_table(rows, teacher: str, pairs) -> str:
     for h in sorted({r["horizon"] for r in grid if r["dataset"] == dataset}):
       at = _select(grid, dataset=dataset, horizon=h)
       points = {s: {_pair(r): r for r in _select(at, seed=s)} for s in {r["seed"] for r in at}}
-      points = {s: p for s, p in sorted(points.items()) if set(p) >= set(pairs)}
+      # Candidates are the grid's pairs only (a tuned pair off the grid is no candidate).
+      points = {s: {pair: p[pair] for pair in pairs} for s, p in sorted(points.items())
+                if set(p) >= set(pairs)}
       if not points:
         continue
       picks = [min(p.items(), key=lambda kv: kv[1]["val_mse"]) for p in points.values()]
