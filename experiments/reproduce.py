@@ -128,7 +128,8 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
         for t in teachers:
           for v in variants:
             config = distill_config.get_config(f"{arg},teacher={t},student={student}")
-            config.distill.update(v.overrides())
+            config.distill.update(v.overrides(dataset))
+            config.optim.update(dict(v.optim))
             jobs.append(Job(f"{base}/{student}_kd_{t}_{v.name}", "distilled", dataset, h, seed,
                             config, teacher=t, variant=v.name,
                             needs=(f"{base}/{_teacher_run(t, v)}",)))

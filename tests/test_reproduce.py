@@ -85,6 +85,20 @@ def test_a_variant_that_trains_its_own_teacher_distils_from_that_teacher():
                                                   "dmlp_kd_moderntcn_e1"]
 
 
+def test_a_variant_changes_the_students_schedule_and_its_own_alpha_beta_per_dataset():
+  sweep = sweeps.get_sweep("schedule")
+  jobs = reproduce.plan(sweep, datasets=["etth1", "etth2"], horizons=["96"], only_seed=2021)
+  kd = {(j.dataset, j.variant): j.config for j in jobs if j.role == "distilled"}
+  pairs = {k: (c.optim.schedule, c.distill.alpha, c.distill.beta) for k, c in kd.items()}
+  assert pairs == {("etth1", "full"): ("type1", 2.0, 2.0), ("etth1", "type4"): ("type4", 2.0, 2.0),
+                   ("etth1", "release"): ("type4", 1.0, 2.0),
+                   ("etth2", "full"): ("type1", 1.0, 0.5), ("etth2", "type4"): ("type4", 1.0, 0.5),
+                   ("etth2", "release"): ("type4", 2.0, 0.1)}
+  # The teachers and the MLP keep the reference's schedule; one teacher serves every variant.
+  assert {j.config.optim.schedule for j in jobs if j.role != "distilled"} == {"type1"}
+  assert sum(j.role == "teacher" for j in jobs) == 2
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(datasets=["etth3"]), "dataset etth3 not in this sweep"),
     (dict(horizons=["100"]), "horizon 100 not in this sweep"),
@@ -181,6 +195,19 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   rows.append(dict(_row("e", "distilled", 2021, 0.3, teacher="moderntcn", variant="full"),
                    dataset="etth2"))
   assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
+
+
+def test_schedule_variants_get_their_own_table_and_stay_out_of_the_main_one(tmp_path):
+  rows = [_row("m", "mlp", 2021, 0.5),
+          _row("d", "distilled", 2021, 0.45, teacher="itransformer", variant="full"),
+          _row("d4", "distilled", 2021, 0.41, teacher="itransformer", variant="type4"),
+          _row("dr", "distilled", 2021, 0.43, teacher="itransformer", variant="release")]
+  text = report.write_results_md(rows, tmp_path / "RESULTS.md", sweeps_module=sweeps).read_text()
+  table = text.split("## Learning-rate schedule, itransformer teacher")[1].split("##")[0]
+  assert "| dataset | runs | MLP | full | type4 | release |" in table
+  assert "| etth1 | H=96; 1 seed | 0.500 | 0.450 | 0.410 | 0.430 |" in table
+  main = text.split("## Main table, itransformer teacher")[1].split("##")[0]
+  assert "0.450" in main and "0.410" not in main and "0.430" not in main
 
 
 def test_validation_pick_table_picks_by_validation_and_shows_the_best_on_test(tmp_path):

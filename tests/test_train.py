@@ -23,6 +23,14 @@ def test_type1_schedule_halves_from_the_third_epoch():
   np.testing.assert_allclose(lrs, [0.01, 0.01, 0.005, 0.0025, 0.00125], rtol=1e-6)
 
 
+def test_type4_schedule_decays_by_a_tenth_from_the_fifth_epoch():
+  # The reference's type4: lr_adjust = lr if e < 3 else lr * 0.9 ** (e - 3), set after epoch e.
+  cfg = ml_collections.ConfigDict(dict(lr=0.01, schedule="type4", weight_decay=0.0))
+  schedule = make_schedule(cfg, steps_per_epoch=10, epochs=100)
+  lrs = [float(schedule(e * 10 + 9)) for e in range(7)]
+  np.testing.assert_allclose(lrs, [0.01, 0.01, 0.01, 0.01, 0.009, 0.0081, 0.00729], rtol=1e-6)
+
+
 def _small_setup(batch_size=8):
   splits = load_dataset("synthetic", seq_len=48, label_len=8, pred_len=12)
   model = MLP(seq_len=48, label_len=8, pred_len=12, enc_in=7, d_model=16)

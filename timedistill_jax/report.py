@@ -437,7 +437,8 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
             teachers_table(main_rows, teachers), ""]
   for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
                          # "full" (the tuned pair) as the reference column.
-                         ("Sensitivity to alpha / beta", (sw.FULL,) + sw.SENSITIVITY_VARIANTS)):
+                         ("Sensitivity to alpha / beta", (sw.FULL,) + sw.SENSITIVITY_VARIANTS),
+                         ("Learning-rate schedule", sw.SCHEDULE_VARIANTS)):
     names = {v.name for v in variants} - {"full"}
     for t in teachers:
       if any(r["variant"] in names and r["teacher"] == t for r in rows):

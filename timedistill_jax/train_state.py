@@ -9,7 +9,7 @@ from flax import struct
 
 from timedistill_jax.errors import unknown_name
 
-SCHEDULES = ("type1", "constant", "cosine")
+SCHEDULES = ("type1", "type4", "constant", "cosine")
 
 
 class TrainState(struct.PyTreeNode):
@@ -44,6 +44,9 @@ def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
 
   ``type1`` is the reference's ``adjust_learning_rate``: after epoch e (1-based) the rate becomes
   lr * 0.5 ** (e - 1), so epochs 1 and 2 run at lr and 0-based epoch k >= 1 at lr * 0.5 ** (k - 1).
+  ``type4`` (the schedule of the reference's first release, PAPER.md s.2 "LR schedule at
+  release"): after epoch e the rate becomes lr for e < 3, else lr * 0.9 ** (e - 3), so 0-based
+  epoch k runs at lr * 0.9 ** max(k - 3, 0).
   """
   lr = float(optim_config.lr)
   name = optim_config.schedule
@@ -51,6 +54,11 @@ def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
     def schedule(count):
       epoch = count // steps_per_epoch
       return lr * 0.5 ** jnp.maximum(epoch - 1, 0).astype(jnp.float32)
+    return schedule
+  if name == "type4":
+    def schedule(count):
+      epoch = count // steps_per_epoch
+      return lr * 0.9 ** jnp.maximum(epoch - 3, 0).astype(jnp.float32)
     return schedule
   if name == "constant":
     return optax.constant_schedule(lr)
