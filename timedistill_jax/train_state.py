@@ -50,15 +50,13 @@ def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
   """
   lr = float(optim_config.lr)
   name = optim_config.schedule
-  if name == "type1":
+  # (factor, epochs held): 0-based epoch k runs at lr * factor ** max(k - held, 0).
+  stepped = {"type1": (0.5, 1), "type4": (0.9, 3)}
+  if name in stepped:
+    factor, held = stepped[name]
     def schedule(count):
       epoch = count // steps_per_epoch
-      return lr * 0.5 ** jnp.maximum(epoch - 1, 0).astype(jnp.float32)
-    return schedule
-  if name == "type4":
-    def schedule(count):
-      epoch = count // steps_per_epoch
-      return lr * 0.9 ** jnp.maximum(epoch - 3, 0).astype(jnp.float32)
+      return lr * factor ** jnp.maximum(epoch - held, 0).astype(jnp.float32)
     return schedule
   if name == "constant":
     return optax.constant_schedule(lr)
