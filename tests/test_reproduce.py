@@ -181,6 +181,21 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   assert "| etth1 | 0.800 ± 0.163 |" in report.teachers_table(rows, ["moderntcn"])
 
 
+def test_teacher_variety_averages_only_the_seeds_that_ran_every_horizon():
+  # Seed 2021 ran H=96 and H=192, seed 2022 only the easier H=96: mixing them would pull the
+  # average towards H=96 and make a std over seeds out of the gap between two horizons.
+  rows = []
+  for h, s, base in ((96, 2021, 0.2), (192, 2021, 0.4), (96, 2022, 0.1)):
+    rows += [_row(f"m{h}{s}", "mlp", s, base + 0.1, h=h),
+             _row(f"t{h}{s}", "teacher", s, base + 0.2, h=h, model="moderntcn"),
+             _row(f"d{h}{s}", "distilled", s, base, h=h, teacher="moderntcn", variant="full")]
+  table = report.teachers_table(rows, ["moderntcn"])
+  assert "| etth1 | 0.400 | 0.500 → 0.300 (+25.0%) |" in table
+  # So does the efficiency table: two runs of seed 2021, MSE 0.4 and 0.6.
+  assert "| etth1 | moderntcn | teacher | 2 | 10 | 0.50 | 1.0 | 0.500 |" in (
+      report.efficiency_table(rows))
+
+
 def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   # "full" ran at two seeds (the main grid), the ablation at seed 2022 alone: every column,
   # the MLP's too, must use seed 2022 only.
@@ -266,7 +281,8 @@ def test_a_teacher_variant_gets_its_own_table_and_stays_out_of_the_others(tmp_pa
   main = text.split("## Main table, moderntcn teacher")[1].split("##")[0]
   # The reference's teacher alone in the main and efficiency tables (0.9 would show there).
   assert "| etth1 | 720 | 2 | 0.610 ± 0.010 |" in main and "0.900" not in main
-  assert "| etth1 | moderntcn | teacher | 3 |" in text
+  # Seed 2021's two runs; seed 2022 ran H=720 alone, and the e1 runs would make it three.
+  assert "| etth1 | moderntcn | teacher | 2 | 10 | 0.50 | 1.0 | 0.500 |" in text
 
 
 def test_a_second_student_gets_its_own_table_and_stays_out_of_the_main_one(tmp_path):

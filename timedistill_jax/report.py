@@ -202,7 +202,8 @@ def _main_line(dataset, h, t, m, d) -> str:
 def variants_table(rows, teacher: str, variants) -> str:
   """Ablation / sensitivity layout: datasets x variants, distilled MSE averaged over H (mean ±
   std over seeds). Each dataset's row compares like with like: every column, the MLP's too,
-  covers only the (horizon, seed) points at which all the variants shown there ran."""
+  covers only the (horizon, seed) points at which all the variants shown there ran, and of
+  those only the seeds that ran at each of their horizons."""
   # Only the variants that ran: the sensitivity grid has 16, usually run in part.
   names = [v.name for v in variants
            if _select(rows, role="distilled", teacher=teacher, variant=v.name)]
@@ -215,7 +216,7 @@ def variants_table(rows, teacher: str, variants) -> str:
     # must not be set against an average over all of them.
     if not any(v for n, v in runs.items() if n != "full"):
       continue  # no variant ran here beyond the main grid's: nothing to compare
-    points = set.intersection(*(_points(v) for v in runs.values() if v))
+    points = _complete(set.intersection(*(_points(v) for v in runs.values() if v)))
     if not points:
       continue
     runs = {n: _at(v, points) for n, v in runs.items()}
@@ -347,9 +348,22 @@ def teacher_variant_table(rows, teacher: str, variant: str) -> str:
   return _points_table(rows, head, columns)
 
 
+def _complete(points) -> set:
+  """The (horizon, seed) ``points`` of the seeds present at every horizon of ``points``. A seed
+  that ran only H=96 would otherwise pull an average over the horizons towards the easiest."""
+  horizons = {h for h, _ in points}
+  return {(h, s) for h, s in points if all((other, s) in points for other in horizons)}
+
+
+def _complete_seeds(rows) -> list:
+  """The ``rows`` of the seeds that ran at every horizon ``rows`` holds."""
+  return _at(rows, _complete(_points(rows)))
+
+
 def teachers_table(rows, teachers) -> str:
-  """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's (all H, seeds);
-  the teacher and the MLP it improves on are averaged over the distilled runs' (H, seed) only."""
+  """Teacher variety: per dataset, each teacher's MSE and its distilled MLP's, averaged over
+  the horizons and the seeds that ran at all of them (as the main table's average row); the
+  teacher and the MLP it improves on are averaged over the distilled runs' (H, seed) only."""
   lines = ["| dataset | MLP | " + " | ".join(teachers) + " |", "|" + " --- |" * (len(teachers) + 2)]
   mse = lambda g: _stats([r["test_mse"] for r in g])[0]
   fmt = lambda x: "—" if math.isnan(x) else f"{x:.3f}"
@@ -358,12 +372,13 @@ def teachers_table(rows, teachers) -> str:
     cells = []
     for t in teachers:
       tm = _select(rows, dataset=dataset, role="teacher", model=t)
-      dm = _select(rows, dataset=dataset, role="distilled", teacher=t, variant="full")
+      dm = _complete_seeds(
+          _select(rows, dataset=dataset, role="distilled", teacher=t, variant="full"))
       cells.append("—" if not dm else
                    f"{fmt(mse(_same_runs(tm, dm)))} → {fmt(mse(dm))} "
                    f"({_improvement(mse(_same_runs(mlp, dm)), mse(dm))})")
     if any(c != "—" for c in cells):
-      lines.append(f"| {dataset} | {_seed_cell(mlp)} | " + " | ".join(cells)
+      lines.append(f"| {dataset} | {_seed_cell(_complete_seeds(mlp))} | " + " | ".join(cells)
                    + " |")
   return "\n".join(lines)
 
@@ -385,14 +400,15 @@ def efficiency_table(rows) -> str:
 
 def groups(rows) -> dict:
   """Rows by ``(role, label)``: one group a model, the distilled ones labelled by teacher;
-  ablation, sensitivity and teacher variants left out. Shared by the efficiency table and plot."""
+  ablation, sensitivity and teacher variants left out, and only the seeds that ran at every
+  horizon the model ran (as in the average rows). Shared by the efficiency table and plot."""
   out = {}
   for r in rows:
     if not reference_protocol(r):
       continue
     label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
     out.setdefault((r["role"], label), []).append(r)
-  return dict(sorted(out.items()))
+  return {key: _complete_seeds(group) for key, group in sorted(out.items())}
 
 
 def read_metrics(workdir) -> list:
@@ -432,8 +448,9 @@ def write_results_md(rows, path, *, sweeps_module) -> Path:
       out += [f"## Main table, {t} teacher", "", main_table(main_rows, t, sw.PAPER_AVERAGES), ""]
   if len(teachers) > 1:
     out += ["## Teacher variety", "", "Teacher MSE → distilled MLP MSE (improvement over the "
-            "MLP), averaged over the horizons and seeds run; ± is the std over seeds of each "
-            "seed's average over the horizons.", "",
+            "MLP), averaged over the horizons run and the seeds that ran at every one of them (the "
+            "main table's average row); ± is the std over seeds of each seed's average over the "
+            "horizons.", "",
             teachers_table(main_rows, teachers), ""]
   for name, variants in (("Ablation", sw.ABLATION_VARIANTS),
                          # "full" (the tuned pair) as the reference column.
