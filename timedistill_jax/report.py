@@ -168,6 +168,18 @@ def _same_runs(rows, like) -> list:
   return _at(rows, _points(like))
 
 
+def _complete(points) -> set:
+  """The (horizon, seed) ``points`` of the seeds present at every horizon of ``points``. A seed
+  that ran only H=96 would otherwise pull an average over the horizons towards the easiest."""
+  horizons = {h for h, _ in points}
+  return {(h, s) for h, s in points if all((other, s) in points for other in horizons)}
+
+
+def _complete_seeds(rows) -> list:
+  """The ``rows`` of the seeds that ran at every horizon ``rows`` holds."""
+  return _at(rows, _complete(_points(rows)))
+
+
 def _average_over_horizons(groups) -> list:
   """Rows whose metrics are each seed's mean over the horizons (seeds present at every H)."""
   seeds = set.intersection(*({r["seed"] for r in g} for g in groups)) if groups else set()
@@ -346,18 +358,6 @@ def teacher_variant_table(rows, teacher: str, variant: str) -> str:
   head = ["MLP", "teacher", f"teacher ({variant})", "MLP + TimeDistill",
           f"MLP + TimeDistill ({variant} teacher)"]
   return _points_table(rows, head, columns)
-
-
-def _complete(points) -> set:
-  """The (horizon, seed) ``points`` of the seeds present at every horizon of ``points``. A seed
-  that ran only H=96 would otherwise pull an average over the horizons towards the easiest."""
-  horizons = {h for h, _ in points}
-  return {(h, s) for h, s in points if all((other, s) in points for other in horizons)}
-
-
-def _complete_seeds(rows) -> list:
-  """The ``rows`` of the seeds that ran at every horizon ``rows`` holds."""
-  return _at(rows, _complete(_points(rows)))
 
 
 def teachers_table(rows, teachers) -> str:
