@@ -196,6 +196,21 @@ def test_teacher_variety_averages_only_the_seeds_that_ran_every_horizon():
       report.efficiency_table(rows))
 
 
+def test_a_model_no_seed_of_which_ran_every_horizon_gets_no_average(recwarn):
+  # Mid-sweep: seed 2021 has run H=96 only, seed 2022 H=192 only. No seed has an average over
+  # the horizons yet, so the tables show none (and numpy warns of no empty mean).
+  rows = []
+  for h, s in ((96, 2021), (192, 2022)):
+    rows += [_row(f"m{h}", "mlp", s, 0.5, h=h),
+             _row(f"t{h}", "teacher", s, 0.6, h=h, model="moderntcn"),
+             _row(f"d{h}", "distilled", s, 0.4, h=h, teacher="moderntcn", variant="full")]
+  assert report.groups(rows) == {}
+  # Each table keeps its header alone.
+  assert report.efficiency_table(rows).count("\n") == 1
+  assert report.teachers_table(rows, ["moderntcn"]).count("\n") == 1
+  assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
 def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   # "full" ran at two seeds (the main grid), the ablation at seed 2022 alone: every column,
   # the MLP's too, must use seed 2022 only.

@@ -401,14 +401,17 @@ def efficiency_table(rows) -> str:
 def groups(rows) -> dict:
   """Rows by ``(role, label)``: one group a model, the distilled ones labelled by teacher;
   ablation, sensitivity and teacher variants left out, and only the seeds that ran at every
-  horizon the model ran (as in the average rows). Shared by the efficiency table and plot."""
+  horizon the model ran (as in the average rows); a model without such a seed is left out.
+  Shared by the efficiency table and plot."""
   out = {}
   for r in rows:
     if not reference_protocol(r):
       continue
     label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
     out.setdefault((r["role"], label), []).append(r)
-  return {key: _complete_seeds(group) for key, group in sorted(out.items())}
+  complete = {key: _complete_seeds(group) for key, group in sorted(out.items())}
+  # A model none of whose seeds has run every horizon yet has no average to show.
+  return {key: group for key, group in complete.items() if group}
 
 
 def read_metrics(workdir) -> list:
