@@ -10,7 +10,7 @@ import pytest
 
 from configs import common, sweeps
 from timedistill_jax import report
-from timedistill_jax.errors import ConfigError
+from timedistill_jax.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -340,7 +340,7 @@ def test_a_second_student_gets_its_own_table_and_stays_out_of_the_main_one(tmp_p
   assert "| etth1 | 96 | 1 | 0.400 |" in text and "## Student" not in text
 
 
-def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
+def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path, monkeypatch, capsys):
   sweep = sweeps.Sweep("tiny", "test", datasets=("synthetic",), horizons=(96,),
                        teachers=("itransformer",), student="mlp")
   jobs = reproduce.plan(sweep, smoke=True)
@@ -369,8 +369,20 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path):
   assert {p.name for p in written} == {"forecast_synthetic_H96.png", "curves_synthetic_H96.png",
                                        "efficiency_synthetic.png"}
   assert all(p.stat().st_size > 1000 for p in written)
-  # With a run folder gone, the forecast and curves written from the whole set are kept.
   kept = {p.name: p.read_bytes() for p in written}
+  # Without the dataset's file only the forecast (which reads the test split) is left as it
+  # was, with the reason; the report goes on.
+  def missing(config):
+    raise DataError(f"dataset {config.data.name!r}: file not found")
+  monkeypatch.setattr(plots.trainer, "load_splits", missing)
+  rewritten = plots.write_plots(rows, root, results / "plots")
+  assert {p.name for p in rewritten} == {"curves_synthetic_H96.png", "efficiency_synthetic.png"}
+  assert "left forecast for synthetic H=96 as it was: dataset 'synthetic'" in (
+      capsys.readouterr().err)
+  assert (results / "plots" / "forecast_synthetic_H96.png").read_bytes() == (
+      kept["forecast_synthetic_H96.png"])
+  monkeypatch.undo()
+  # With a run folder gone, the forecast and curves written from the whole set are kept.
   shutil.rmtree(root / jobs[2].run)
   rewritten = plots.write_plots(rows, root, results / "plots")
   assert {p.name for p in rewritten} == {"efficiency_synthetic.png"}
