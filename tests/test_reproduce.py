@@ -198,7 +198,7 @@ def test_teacher_variety_averages_only_the_seeds_that_ran_every_horizon():
 
 def test_a_model_no_seed_of_which_ran_every_horizon_gets_no_average(recwarn):
   # Mid-sweep: seed 2021 has run H=96 only, seed 2022 H=192 only. No seed has an average over
-  # the horizons yet, so the tables show none (and numpy warns of no empty mean).
+  # the horizons yet, so the tables show none (and never ask numpy for the mean of nothing).
   rows = []
   for h, s in ((96, 2021), (192, 2022)):
     rows += [_row(f"m{h}", "mlp", s, 0.5, h=h),

@@ -410,7 +410,6 @@ def groups(rows) -> dict:
     label = r["model"] if r["role"] != "distilled" else f"{r['model']} ← {r['teacher']}"
     out.setdefault((r["role"], label), []).append(r)
   complete = {key: _complete_seeds(group) for key, group in sorted(out.items())}
-  # A model none of whose seeds has run every horizon yet has no average to show.
   return {key: group for key, group in complete.items() if group}
 
 
