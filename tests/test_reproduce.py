@@ -382,12 +382,25 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path, monkeypat
   assert (results / "plots" / "forecast_synthetic_H96.png").read_bytes() == (
       kept["forecast_synthetic_H96.png"])
   monkeypatch.undo()
-  # With a run folder gone, the forecast and curves written from the whole set are kept.
+  # A second seed: copies of the runs, under other folders.
+  second = []
+  for r in rows:
+    shutil.copytree(root / r["run"], root / (r["run"] + "_copy"))
+    second.append(dict(r, seed=r["seed"] + 1, run=r["run"] + "_copy"))
+  # With a run folder of the first seed gone, the forecast and curves written from the whole
+  # set are kept.
   shutil.rmtree(root / jobs[2].run)
-  rewritten = plots.write_plots(rows, root, results / "plots")
+  rewritten = plots.write_plots(rows + second, root, results / "plots")
   assert {p.name for p in rewritten} == {"efficiency_synthetic.png"}
   assert all((results / "plots" / n).read_bytes() == b for n, b in kept.items()
              if n.startswith(("forecast", "curves")))
+  assert "left forecast/curves for synthetic H=96 as they were" in capsys.readouterr().err
+  # Never drawn yet, they are drawn from the next seed whose runs are all there.
+  for name in ("forecast_synthetic_H96.png", "curves_synthetic_H96.png"):
+    (results / "plots" / name).unlink()
+  rewritten = plots.write_plots(rows + second, root, results / "plots")
+  assert {p.name for p in rewritten} == set(kept)
+  assert f"synthetic H=96 drawn from seed {second[0]['seed']}" in capsys.readouterr().err
 
 
 def test_benchmark_measures_a_model_and_reports_ratios():

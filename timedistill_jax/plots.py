@@ -26,7 +26,7 @@ def _pyplot():
 
 
 def forecast_plot(workdirs: dict, path, *, window: int | None = None, channel: int = -1,
-                  history: int = 192) -> Path:
+                  history: int = 192, title: str | None = None) -> Path:
   """One test window forecast by each run in ``workdirs`` (label -> run folder).
 
   The window defaults to the middle of the test split; ``channel`` -1 is the target (OT).
@@ -54,15 +54,17 @@ def forecast_plot(workdirs: dict, path, *, window: int | None = None, channel: i
   ax.plot(np.arange(len(truth)), truth, color="black", lw=1.5, ls="--", label="ground truth")
   for label, p in preds.items():
     mse = float(np.mean((p - truth) ** 2))
-    ax.plot(np.arange(len(p)), p, lw=1.5, label=f"{label} (window MSE {mse:.3f})")
+    ax.plot(np.arange(len(p)), p, lw=1.5, label=f"{label} (window MSE {mse:.3g})")
   ax.axvline(0, color="grey", lw=0.5)
   ax.set_xlabel("time step (0 = first forecast step)")
   ax.set_ylabel("standardised value")
   ax.legend(fontsize=8)
+  if title:
+    ax.set_title(f"{title}: test window {i} of {len(split)}")
   return _save(fig, plt, path)
 
 
-def curves_plot(workdirs: dict, path) -> Path:
+def curves_plot(workdirs: dict, path, *, title: str | None = None) -> Path:
   """Validation MSE and training loss per epoch of each run (``metrics.jsonl``)."""
   plt = _pyplot()
   fig, (ax_val, ax_train) = plt.subplots(1, 2, figsize=(11, 4))
@@ -77,6 +79,8 @@ def curves_plot(workdirs: dict, path) -> Path:
   ax_train.set(xlabel="epoch", ylabel="training loss (distilled: the whole objective)",
                title="training", yscale="log")
   ax_val.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
   return _save(fig, plt, path)
 
 
@@ -99,6 +103,17 @@ def efficiency_plot(points, path, *, title: str) -> Path:
   return _save(fig, plt, path)
 
 
+def _labelled_runs(rows, root) -> dict:
+  """Legend label -> run folder for one seed's teacher, MLP and distilled MLP."""
+  runs = {}
+  for r in sorted(rows, key=lambda r: report.ROLES.index(r["role"])):
+    label = {"teacher": f"teacher ({r['model']})", "mlp": f"MLP ({r['model']})",
+             # the student's name too: a sweep may have run two students
+             "distilled": f"{r['model']} + TimeDistill ({r['teacher']})"}[r["role"]]
+    runs[label] = root / r["run"]
+  return runs
+
+
 def _save(fig, plt, path) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,35 +125,47 @@ def _save(fig, plt, path) -> Path:
 
 def write_plots(rows, root, out) -> list:
   """For each dataset and horizon of ``rows``: the forecast and curves of the first seed's
-  teacher, MLP and distilled MLP; per dataset: the efficiency scatter. Returns the paths."""
+  teacher, MLP and distilled MLP; per dataset: the efficiency scatter. Returns the paths.
+
+  A plot missing some of a seed's runs (their folders gone from ``root``) would not show what
+  the tables compare, so where the first seed's runs are not all there the plot already written
+  is kept; where none was written yet, it is drawn from the lowest seed whose runs are all there.
+  The seed is in each plot's title.
+  """
   root, out, written = Path(root), Path(out), []
-  first_seed = min((r["seed"] for r in rows), default=None)
   for dataset in sorted({r["dataset"] for r in rows}):
     for h in sorted({r["horizon"] for r in rows if r["dataset"] == dataset}):
-      sel = [r for r in rows if r["dataset"] == dataset and r["horizon"] == h
-             and r["seed"] == first_seed and report.reference_protocol(r)]
-      runs = {}
-      for r in sorted(sel, key=lambda r: report.ROLES.index(r["role"])):
-        label = {"teacher": f"teacher ({r['model']})", "mlp": f"MLP ({r['model']})",
-                 # the student's name too: a sweep may have run two students
-                 "distilled": f"{r['model']} + TimeDistill ({r['teacher']})"}[r["role"]]
-        runs[label] = root / r["run"]
-      # A plot missing some of the seed's runs (their folders gone from this machine) would
-      # not show what the tables compare: keep the plot written when they were all here.
-      gone = [k for k, v in runs.items() if not (v / "results.json").exists()]
-      if gone:
-        print(f"plots: left forecast/curves for {dataset} H={h} as they were: the "
-              f"seed-{first_seed} runs of {', '.join(gone)} are not under {root}", file=sys.stderr)
+      here = [r for r in rows if r["dataset"] == dataset and r["horizon"] == h
+              and report.reference_protocol(r)]
+      by_seed = {s: _labelled_runs([r for r in here if r["seed"] == s], root)
+                 for s in sorted({r["seed"] for r in here})}
+      if not by_seed:  # only runs off the reference protocol (an ablation, a sensitivity pair)
         continue
+      first = min(by_seed)
+      gone = [k for k, v in by_seed[first].items() if not (v / "results.json").exists()]
+      seed = first
+      if gone:
+        reason = f"the seed-{first} runs of {', '.join(gone)} are not under {root}"
+        complete = [s for s, runs in by_seed.items()
+                    if all((v / "results.json").exists() for v in runs.values())]
+        if (out / f"curves_{dataset}_H{h}.png").exists() or not complete:
+          print(f"plots: left forecast/curves for {dataset} H={h} as they were: {reason}",
+                file=sys.stderr)
+          continue
+        seed = complete[0]
+        print(f"plots: forecast/curves for {dataset} H={h} drawn from seed {seed}: {reason}",
+              file=sys.stderr)
+      runs = by_seed[seed]
       if len(runs) < 2:
         continue
+      title = f"{dataset}, H={h}, seed {seed}"
       try:
-        written.append(forecast_plot(runs, out / f"forecast_{dataset}_H{h}.png"))
+        written.append(forecast_plot(runs, out / f"forecast_{dataset}_H{h}.png", title=title))
       except DataError as e:
         # The forecast needs the dataset's file; the tables and the other plots do not, so a
         # machine without it still gets them.
         print(f"plots: left forecast for {dataset} H={h} as it was: {e}", file=sys.stderr)
-      written.append(curves_plot(runs, out / f"curves_{dataset}_H{h}.png"))
+      written.append(curves_plot(runs, out / f"curves_{dataset}_H{h}.png", title=title))
     groups = report.groups([r for r in rows if r["dataset"] == dataset])
     points = [(f"{label} ({role})" if role == "teacher" else label,
                float(np.median([r["inference_ms"] for r in g])),
