@@ -114,6 +114,11 @@ def _labelled_runs(rows, root) -> dict:
   return runs
 
 
+def _unfinished(runs: dict) -> list:
+  """The labels of ``runs`` whose folder holds no finished run (``results.json``)."""
+  return [label for label, workdir in runs.items() if not (workdir / "results.json").exists()]
+
+
 def _save(fig, plt, path) -> Path:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,12 +147,11 @@ def write_plots(rows, root, out) -> list:
       if not by_seed:  # only runs off the reference protocol (an ablation, a sensitivity pair)
         continue
       first = min(by_seed)
-      gone = [k for k, v in by_seed[first].items() if not (v / "results.json").exists()]
+      gone = _unfinished(by_seed[first])
       seed = first
       if gone:
         reason = f"the seed-{first} runs of {', '.join(gone)} are not under {root}"
-        complete = [s for s, runs in by_seed.items()
-                    if all((v / "results.json").exists() for v in runs.values())]
+        complete = [s for s, runs in by_seed.items() if not _unfinished(runs)]
         if (out / f"curves_{dataset}_H{h}.png").exists() or not complete:
           print(f"plots: left forecast/curves for {dataset} H={h} as they were: {reason}",
                 file=sys.stderr)
