@@ -12,8 +12,8 @@ warm-up, each call ended with ``block_until_ready``); XLA's peak memory of the c
 (arguments + temporaries + outputs, from ``memory_analysis``; on a GPU also the allocator's
 peak); ms per jitted training step (forward, backward and Adam). A model slower than the time
 budget is timed fewer times (at least twice); one that does not fit in memory is reported as
-such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv`` (``_L<l>`` after the
-dataset when ``--seq_len`` is not 720).
+such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv`` (``_L<l>`` and
+``_B<b>`` after the dataset when ``--seq_len`` is not 720 or ``--batch`` not 32).
 """
 
 import csv
@@ -205,6 +205,16 @@ def merge_rows(old, new, measured) -> list:
   return sorted(by_model.values(), key=lambda r: order.index(r["model"]))
 
 
+def table_stem(out: Path, dataset: str, seq_len: int, pred_len: int, batch: int,
+               platform: str) -> Path:
+  """Where a setting's table goes, without its suffix. Every setting gets a file of its own, so
+  ``--merge`` never puts rows measured at another look-back or batch into one table; the
+  paper's L=720 and batch 32 go unnamed."""
+  look_back = "" if seq_len == 720 else f"_L{seq_len}"
+  batch_tag = "" if batch == 32 else f"_B{batch}"
+  return out / f"benchmark_{dataset}{look_back}{batch_tag}_H{pred_len}_{platform}"
+
+
 def main(argv):
   del argv
   dataset = _DATASET.value
@@ -236,8 +246,7 @@ def main(argv):
     print(f"  {name}: {row} ({time.time() - t0:.0f} s)", flush=True)
 
   out = Path(_OUT.value)
-  look_back = "" if _SEQ_LEN.value == 720 else f"_L{_SEQ_LEN.value}"
-  stem = out / f"benchmark_{dataset}{look_back}_H{_PRED_LEN.value}_{device.platform}"
+  stem = table_stem(out, dataset, _SEQ_LEN.value, _PRED_LEN.value, _BATCH.value, device.platform)
   if _MERGE.value and stem.with_suffix(".csv").exists():
     rows = merge_rows(read_rows(stem.with_suffix(".csv")), rows, _MODELS.value)
 

@@ -415,6 +415,15 @@ def test_benchmark_measures_a_model_and_reports_ratios():
   assert any(line.startswith("| moderntcn | 4.0x | 5.6x | 4.0x | 120x |") for line in lines)
 
 
+def test_benchmark_tables_of_other_settings_go_to_files_of_their_own(tmp_path):
+  stem = lambda **kw: benchmark.table_stem(tmp_path, **{**dict(
+      dataset="ecl", seq_len=720, pred_len=96, batch=32, platform="cpu"), **kw}).name
+  assert stem() == "benchmark_ecl_H96_cpu"
+  assert stem(batch=16) == "benchmark_ecl_B16_H96_cpu"
+  assert stem(seq_len=96, batch=8) == "benchmark_ecl_L96_B8_H96_cpu"
+  assert len({stem(), stem(batch=16), stem(seq_len=96), stem(platform="gpu")}) == 4
+
+
 def test_benchmark_table_merges_runs_of_other_models(tmp_path):
   path = tmp_path / "b.csv"
   old = [dict(model="itransformer", role="teacher", params=5, inference_ms=2.5),
