@@ -27,15 +27,18 @@ class MultiHeadAttention(nn.Module):
     if d_head < 1:
       raise ConfigError(
           f"n_heads={self.n_heads} exceeds d_model={self.d_model}; use n_heads <= d_model.")
-    split = lambda t: t.reshape(t.shape[:-1] + (self.n_heads, d_head))
-    q = split(Linear(self.n_heads * d_head, name="query")(queries))  # [B, N, h, E]
-    k = split(Linear(self.n_heads * d_head, name="key")(keys))  # [B, S, h, E]
-    v = split(Linear(self.n_heads * d_head, name="value")(values))  # [B, S, h, E]
+    # Heads go before the tokens once, so both products below are plain batched matrix products
+    # over [B, h]. Contracting "bnhe,bshe" in place made XLA:CPU run them 2-3.5x slower (the
+    # small heads of PatchTST on ECL, d_head = 8, and iTransformer on ETTh1; benchmark.py).
+    split = lambda t: t.reshape(t.shape[:-1] + (self.n_heads, d_head)).swapaxes(-3, -2)
+    q = split(Linear(self.n_heads * d_head, name="query")(queries))  # [B, h, N, E]
+    k = split(Linear(self.n_heads * d_head, name="key")(keys))  # [B, h, S, E]
+    v = split(Linear(self.n_heads * d_head, name="value")(values))  # [B, h, S, E]
 
-    scores = jnp.einsum("bnhe,bshe->bhns", q, k)  # [B, h, N, S]
+    scores = jnp.einsum("bhne,bhse->bhns", q, k)  # [B, h, N, S]
     # Softmax in float32 so that a low-precision model does not lose the attention's tail.
     weights = nn.softmax(scores.astype(jnp.float32) / jnp.sqrt(d_head), axis=-1)
     weights = nn.Dropout(self.attention_dropout, deterministic=not train)(weights)
-    out = jnp.einsum("bhns,bshe->bnhe", weights.astype(v.dtype), v)  # [B, N, h, E]
-    out = out.reshape(out.shape[:-2] + (self.n_heads * d_head,))  # [B, N, h * E]
+    out = jnp.einsum("bhns,bhse->bhne", weights.astype(v.dtype), v)  # [B, h, N, E]
+    out = out.swapaxes(-3, -2).reshape(out.shape[:-3] + (out.shape[-2], self.n_heads * d_head))
     return Linear(self.d_model, name="out")(out)  # [B, N, D]
