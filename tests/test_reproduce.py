@@ -2,6 +2,7 @@
 
 import importlib.util
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -422,6 +423,13 @@ def test_benchmark_tables_of_other_settings_go_to_files_of_their_own(tmp_path):
   assert stem(batch=16) == "benchmark_ecl_B16_H96_cpu"
   assert stem(seq_len=96, batch=8) == "benchmark_ecl_L96_B8_H96_cpu"
   assert len({stem(), stem(batch=16), stem(seq_len=96), stem(platform="gpu")}) == 4
+
+
+def test_benchmark_refuses_a_program_over_the_hosts_memory_fraction():
+  host_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+  with pytest.raises(MemoryError, match="over 35% of this host's.*--host_fraction"):
+    benchmark.check_fits(0.38 * host_mb, "inference")
+  benchmark.check_fits(0.38 * host_mb, "inference", host_fraction=0.4)  # the user's choice
 
 
 def test_benchmark_table_merges_runs_of_other_models(tmp_path):
