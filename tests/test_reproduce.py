@@ -4,6 +4,8 @@ import importlib.util
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -430,6 +432,10 @@ def test_benchmark_refuses_a_program_over_the_hosts_memory_fraction():
   with pytest.raises(MemoryError, match="over 35% of this host's.*--host_fraction"):
     benchmark.check_fits(0.38 * host_mb, "inference")
   benchmark.check_fits(0.38 * host_mb, "inference", host_fraction=0.4)  # the user's choice
+  done = subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark.py"),
+                         "--host_fraction=1.5"], cwd=ROOT, capture_output=True, text=True)
+  assert done.returncode == 2 and "--host_fraction=1.5 is not a share" in done.stderr
+  assert "Traceback" not in done.stderr
 
 
 def test_benchmark_table_merges_runs_of_other_models(tmp_path):
