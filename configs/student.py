@@ -13,26 +13,4 @@ Expected (3-seed mean, this project's CPU runs): ETTh1 H=96, test MSE about 0.41
 and 0.397 for the plain MLP (PAPER.md s.8).
 """
 
-import ml_collections
-
-from configs import common
-
-
-def get_config(arg=None):
-  a = common.parse_arg(arg, dataset="etth1", pred_len=96, model="dmlp", seed=2021, smoke=False)
-  common.check_name("dataset", a.dataset, common.DATASETS)
-  s = common.STUDENT[a.dataset]
-
-  config = ml_collections.ConfigDict()
-  config.kind = "student"
-  config.seed = a.seed
-  config.smoke = a.smoke
-  config.data = common.data_config(a.dataset, a.pred_len, s["batch_size"])
-  config.model = ml_collections.ConfigDict(dict(
-      name=a.model, d_model=s["d_model"], norm=s["norm"], moving_avg=25))
-  config.optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
-  config.parallel = common.parallel_config()
-  config.train = common.train_config(epochs=s["epochs"], patience=5)
-  if a.smoke:
-    common.apply_smoke(config)
-  return config
+from timedistill_jax.configs.student import get_config  # noqa: F401

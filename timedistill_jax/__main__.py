@@ -1,7 +1,10 @@
-r"""Command line: ``python -m timedistill_jax --config FILE.py:ARGS --workdir DIR``.
+r"""Command line: ``python -m timedistill_jax --config NAME_OR_FILE:ARGS --workdir DIR``.
 
-  python -m timedistill_jax --config configs/student.py:dataset=etth1,pred_len=96 \
+  python -m timedistill_jax --config student:dataset=etth1,pred_len=96 \
       --workdir runs/etth1_dmlp_96 --config.optim.lr=0.005
+
+``NAME`` is ``student``, ``teacher`` or ``distill`` (the package's configs); a path such as
+``configs/student.py`` or a config file of your own works the same way.
 
 The config is locked: an override of a key that does not exist is an error. Every problem a user
 can cause ends in one line naming it and the fix, with exit status 2.
@@ -14,23 +17,29 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 
-def _config_file_root(argv) -> None:
-  """Puts the folder holding ``configs/`` on sys.path, so config files import ``configs.common``
-  wherever the command is run from."""
-  for i, arg in enumerate(argv):
-    value = None
+def resolve_config_names(argv) -> list:
+  """``--config student:ARGS`` (a bare name, no such file) -> the package's config file.
+
+  A path such as ``configs/student.py:ARGS`` is left as it is, so both forms run the same
+  ``get_config``.
+  """
+  from timedistill_jax.configs import NAMES, config_file
+
+  out = list(argv)
+  for i, arg in enumerate(out):
     if arg.startswith("--config="):
-      value = arg.split("=", 1)[1]
-    elif arg == "--config" and i + 1 < len(argv):
-      value = argv[i + 1]
-    if value:
-      path = os.path.abspath(value.split(":", 1)[0])
-      root = os.path.dirname(os.path.dirname(path))
-      if root not in sys.path:
-        sys.path.insert(0, root)
+      flag, value = "--config=", arg.split("=", 1)[1]
+    elif arg == "--config" and i + 1 < len(out):
+      flag, value, i = "", out[i + 1], i + 1
+    else:
+      continue
+    name, sep, rest = value.partition(":")
+    if name in NAMES and not os.path.exists(name):
+      out[i] = flag + config_file(name) + sep + rest
+  return out
 
 
-_config_file_root(sys.argv)
+sys.argv[:] = resolve_config_names(sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for logs, checkpoints and results.")
 flags.mark_flags_as_required(["config", "workdir"])

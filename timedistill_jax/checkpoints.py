@@ -13,20 +13,17 @@ reported instead of being restored as garbage.
 """
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging as absl_logging
 
+from timedistill_jax import crash
 from timedistill_jax.errors import CheckpointError
 
 _METADATA_FILE = ("metadata", "metadata")  # where Orbax's JsonSave puts the JSON in a step
@@ -53,9 +50,11 @@ def files_sha256(directory: Path) -> dict:
   return dict(sorted(out.items()))
 
 
-def _atomic_write_json(path: Path, obj) -> None:
+def write_json(path, obj) -> None:
+  """Writes ``obj`` as JSON atomically (a crash leaves the old file or the new one)."""
+  path = Path(path)
   tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float))
   os.replace(tmp, path)
 
 
@@ -109,10 +108,11 @@ class CheckpointStore:
             state=ocp.args.StandardSave(state_tree), metadata=ocp.args.JsonSave(metadata)),
         force=True)
     self._manager.wait_until_finished()
+    crash.during_save()
     if jax.process_index() == 0:  # Orbax writes collectively; the hashes are written once
       step_dir = self.directory / str(int(step))
       metadata["files_sha256"] = files_sha256(step_dir / "state")
-      _atomic_write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
+      write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices(f"checkpoint {self.directory} {step}")
@@ -121,7 +121,7 @@ class CheckpointStore:
     """Adds ``extra`` to a saved step's metadata (e.g. test metrics known after saving)."""
     step = self._resolve(step)
     metadata = self.read_metadata(step) | extra
-    _atomic_write_json(self.directory.joinpath(str(step), *_METADATA_FILE), metadata)
+    write_json(self.directory.joinpath(str(step), *_METADATA_FILE), metadata)
 
   def read_metadata(self, step=None) -> dict:
     step = self._resolve(step)
@@ -192,51 +192,3 @@ class CheckpointStore:
     if step is None:
       raise CheckpointError(f"no checkpoint saved in {self.directory} yet.")
     return int(step)
-
-
-@dataclasses.dataclass(frozen=True)
-class Teacher:
-  """A trained model restored from its run's ``best`` checkpoint, ready for ``apply``."""
-
-  model: Any
-  variables: dict
-  metadata: dict
-  workdir: str
-
-
-def load_teacher(workdir, *, check: Callable[[dict], None] | None = None) -> Teacher:
-  """Rebuilds a model from its workdir's best checkpoint alone (config and data sizes are in
-  the metadata). ``check(metadata)`` may refuse it before anything is built or restored.
-
-  Works for every kind of run: a teacher, a student, or a distilled student (whose checkpoint
-  also holds the regressors; they are restored for the integrity check and then dropped)."""
-  from timedistill_jax.models import build_model  # models import nothing from here
-
-  best = Path(workdir) / "checkpoints" / "best"
-  if not best.is_dir():
-    raise CheckpointError(
-        f"{workdir} holds no trained model ({best} is missing). Train a teacher first, e.g. "
-        "python -m timedistill_jax --config configs/teacher.py:dataset=etth1,pred_len=96 "
-        f"--workdir {workdir}")
-  with CheckpointStore(best, create=False) as store:
-    metadata = store.read_metadata()
-    if check is not None:
-      check(metadata)
-    cfg = ml_collections.ConfigDict(metadata["config"])
-    d, data = cfg.data, metadata["data"]
-    model = build_model(cfg.model, seq_len=d.seq_len, label_len=d.label_len,
-                        pred_len=d.pred_len, enc_in=data["num_channels"])
-    f = data["num_time_features"]
-    shapes = (jnp.zeros((1, d.seq_len, data["num_channels"])), jnp.zeros((1, d.seq_len, f)),
-              jnp.zeros((1, d.label_len + d.pred_len, f)))
-    abstract_vars = jax.eval_shape(
-        lambda: model.init(jax.random.PRNGKey(0), *shapes, train=False, mask=jnp.ones(1)))
-    abstract = {"params": {"model": abstract_vars["params"]},
-                "batch_stats": abstract_vars.get("batch_stats", {})}
-    if cfg.get("kind") == "distill":  # the regressors' sizes depend on the teachers
-      abstract["params"]["regressors"] = store.saved_shapes()["params"]["regressors"]
-    tree, metadata = store.restore(abstract)
-  variables = {"params": tree["params"]["model"]}
-  if tree["batch_stats"]:
-    variables["batch_stats"] = tree["batch_stats"]
-  return Teacher(model=model, variables=variables, metadata=metadata, workdir=str(workdir))

@@ -39,8 +39,7 @@ def pick_dataset(name: str) -> str:
 
 
 def demo_configs(dataset: str, pred_len: int, seed: int, smoke: bool, workdir: Path) -> list:
-  sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-  from configs import distill, student, teacher
+  from timedistill_jax.configs import distill, student, teacher
 
   arg = f"dataset={dataset},pred_len={pred_len},seed={seed},smoke={smoke}"
   t_cfg = teacher.get_config(f"{arg},model=itransformer")

@@ -1,11 +1,8 @@
-"""Dispatch from a config to the right kind of run."""
+"""The entry point of every run: ``run(config, workdir)``, whatever ``config.kind`` is."""
 
-from timedistill_jax import trainer
+from timedistill_jax.trainer import train_and_evaluate
 
 
 def run(config, workdir) -> dict:
   """Runs ``config`` (kind ``student``, ``teacher`` or ``distill``) in ``workdir``."""
-  if config.get("kind", "student") == "distill":
-    from timedistill_jax import distill
-    return trainer.train_and_evaluate(config, workdir, build_run=distill.build_distill_run)
-  return trainer.train_and_evaluate(config, workdir)
+  return train_and_evaluate(config, workdir)

@@ -1,11 +1,25 @@
-"""Pure train / eval steps. Static things are bound with ``functools.partial`` before ``jax.jit``.
+"""Every pure step: train, eval, predict and distill (teacher run on the batch, or cached).
+
+Each step is written once for one device, with an ``axis_name`` argument that ``parallel.py``
+binds under ``pmap`` / ``shard_map``; static things (modules, loss weights) are bound with
+``functools.partial`` before ``jax.jit``, so only arrays cross the jit boundary.
 
 A batch is a dict of arrays: ``x [B, L, C]``, ``y [B, label_len + H, C]``, ``x_mark``,
-``y_mark``, ``mask [B]`` (1 real window, 0 padding) and ``index [B]``. The padded last batch
-of an epoch is masked out of the loss and of the BatchNorm statistics, so it trains exactly like
-the smaller batch the reference feeds, and the jitted step keeps one shape (one trace).
+``y_mark`` and ``mask [B]`` (1 real window, 0 padding). The padded last batch of an epoch is
+masked out of the loss and of the BatchNorm statistics, so it trains exactly like the smaller
+batch the reference feeds, and a jitted step keeps one shape (one trace).
+
+Distillation (``distill_step``): the teachers run in eval mode under ``stop_gradient`` and are
+never in the optimiser state; the student and one regressor per teacher are trained together.
+The regressed teacher feature stays a trainable function, so the feature-level terms send
+gradient into the regressor through the teacher side too, as in the reference. With several
+teachers each gets its own regressor and the distillation terms are averaged over teachers. A
+frozen teacher gives the same output for a window in every epoch, so ``cached_distill_step``
+reads precomputed teacher outputs from the batch instead (``tests/test_steps.py`` checks that
+both give the same step).
 """
 
+import dataclasses
 import functools
 
 import jax
@@ -13,6 +27,26 @@ import jax.numpy as jnp
 
 from timedistill_jax import losses
 from timedistill_jax.metrics import batch_error_sums
+from timedistill_jax.models.regressor import Regressor
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  alpha: float
+  beta: float
+  temperature: float = 0.5
+  num_scales: int = 3
+  sup_weight: float = 1.0  # the three switches of the paper's loss ablation (paper Table 4)
+  scale_weight: float = 1.0
+  period_weight: float = 1.0
+
+  @classmethod
+  def from_config(cls, distill_config) -> "LossConfig":
+    d = distill_config
+    return cls(alpha=float(d.alpha), beta=float(d.beta), temperature=float(d.temperature),
+               num_scales=int(d.num_scales), sup_weight=float(d.get("sup_weight", 1.0)),
+               scale_weight=float(d.get("scale_weight", 1.0)),
+               period_weight=float(d.get("period_weight", 1.0)))
 
 
 def model_variables(params, batch_stats) -> dict:
@@ -59,30 +93,96 @@ def device_weight(mask, axis_name):
   return n * devices / jnp.maximum(total, 1.0)
 
 
-def train_step(state, batch, *, model, pred_len: int, f_dim: int = 0, axis_name=None):
-  """One supervised step (MSE) of ``model``. Returns ``(state, metrics)``."""
-  rng = step_rng(state, axis_name)
-  weight = device_weight(batch["mask"], axis_name)
-
-  def loss_fn(params):
-    variables = model_variables(params["model"], state.batch_stats)
-    pred, _, new_stats = apply_model(model, variables, batch, train=True, rng=rng)
-    loss = losses.mse(pred[..., f_dim:], target_of(batch, pred_len, f_dim), batch["mask"])
-    return loss * weight, new_stats
-
-  (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  grads = _pmean(grads, axis_name)
-  state = state.apply_gradients(grads, batch_stats=new_stats)
-  metrics = _pmean({"loss": loss, "sup": loss}, axis_name)
-  return state, metrics
-
-
 def step_rng(state, axis_name):
   """The step's dropout key: ``fold_in(rng, step)``, and the device index across devices."""
   rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
   return rng
+
+
+def _update(state, batch, loss_fn, axis_name):
+  """The update every training step shares.
+
+  ``loss_fn(params, rng) -> (loss, (parts, batch_stats))`` is this device's masked-mean loss;
+  it is weighted into the global mean, differentiated, averaged over devices and applied.
+  """
+  rng = step_rng(state, axis_name)
+  weight = device_weight(batch["mask"], axis_name)
+
+  def weighted(params):
+    loss, (parts, new_stats) = loss_fn(params, rng)
+    return loss * weight, (jax.tree.map(lambda v: v * weight, parts), new_stats)
+
+  (loss, (parts, new_stats)), grads = jax.value_and_grad(weighted, has_aux=True)(state.params)
+  state = state.apply_gradients(_pmean(grads, axis_name), batch_stats=new_stats)
+  return state, _pmean({"loss": loss} | parts, axis_name)
+
+
+def train_step(state, batch, *, model, pred_len: int, f_dim: int = 0, axis_name=None):
+  """One supervised step (MSE) of ``model``. Returns ``(state, metrics)``."""
+
+  def loss_fn(params, rng):
+    variables = model_variables(params["model"], state.batch_stats)
+    pred, _, new_stats = apply_model(model, variables, batch, train=True, rng=rng)
+    loss = losses.mse(pred[..., f_dim:], target_of(batch, pred_len, f_dim), batch["mask"])
+    return loss, ({"sup": loss}, new_stats)
+
+  return _update(state, batch, loss_fn, axis_name)
+
+
+def teacher_outputs(teachers, teacher_variables, batch):
+  """``[(pred [B, H, C], hidden [B, C, d_t]), ...]`` of the frozen teachers, eval mode."""
+  outs = []
+  for model, variables in zip(teachers, teacher_variables):
+    pred, features, _ = apply_model(model, variables, batch, train=False)
+    outs.append(jax.lax.stop_gradient((pred, features["hidden"])))
+  return outs
+
+
+def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig, pred_len: int,
+                    f_dim: int, axis_name=None):
+  y = target_of(batch, pred_len, f_dim)
+  mask = batch["mask"]
+
+  def loss_fn(params, rng):
+    variables = model_variables(params["model"], state.batch_stats)
+    pred_s, feats_s, new_stats = apply_model(student, variables, batch, train=True, rng=rng)
+    totals, parts = [], []
+    for reg_params, (pred_t, hidden_t) in zip(params["regressors"], outs):
+      hidden_t = regressor.apply(reg_params, hidden_t)  # [B, C_t, D]
+      # FEDformer / Autoformer features have min(C, d_model) rows (Traffic: 512 of 862, Solar
+      # FEDformer: 64 of 137); the reference then compares only the student's first C_t rows.
+      hidden_s = feats_s["hidden"][:, :hidden_t.shape[1]]
+      total, p = losses.timedistill_loss(
+          pred_s[..., f_dim:], pred_t[..., f_dim:], hidden_s, hidden_t, y,
+          alpha=loss.alpha, beta=loss.beta, temperature=loss.temperature,
+          num_scales=loss.num_scales, mask=mask, sup_weight=loss.sup_weight,
+          scale_weight=loss.scale_weight, period_weight=loss.period_weight)
+      totals.append(total)
+      parts.append(p)
+    n = len(totals)
+    mean_parts = {k: sum(p[k] for p in parts) / n for k in parts[0]}
+    return sum(totals) / n, (mean_parts, new_stats)
+
+  return _update(state, batch, loss_fn, axis_name)
+
+
+def distill_step(state, teacher_variables, batch, *, student, teachers, regressor,
+                 loss: LossConfig, pred_len: int, f_dim: int = 0, axis_name=None):
+  """One distillation step with the teachers run on the batch (the reference's way)."""
+  outs = teacher_outputs(teachers, teacher_variables, batch)
+  return _distill_update(state, batch, outs, student=student, regressor=regressor, loss=loss,
+                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name)
+
+
+def cached_distill_step(state, batch, *, student, regressor, loss: LossConfig, pred_len: int,
+                        f_dim: int = 0, axis_name=None):
+  """The same step with teacher outputs precomputed: ``batch["teacher_pred"]`` and
+  ``batch["teacher_hidden"]`` are tuples with one entry per teacher."""
+  outs = list(zip(batch["teacher_pred"], batch["teacher_hidden"]))
+  return _distill_update(state, batch, outs, student=student, regressor=regressor, loss=loss,
+                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name)
 
 
 def eval_step(variables, batch, *, model, pred_len: int, f_dim: int = 0, axis_name=None):
@@ -97,12 +197,20 @@ def predict_step(variables, batch, *, model):
   return pred
 
 
-def jit_train_step(model, *, pred_len: int, f_dim: int):
+def jit_train_step(model, *, pred_len: int, f_dim: int = 0):
   """``train_step`` for one device: ``(state, batch) -> (state, metrics)``, state donated."""
   return jax.jit(
       functools.partial(train_step, model=model, pred_len=pred_len, f_dim=f_dim),
       donate_argnums=0)
 
 
-def jit_eval_step(model, *, pred_len: int, f_dim: int):
+def jit_eval_step(model, *, pred_len: int, f_dim: int = 0):
   return jax.jit(functools.partial(eval_step, model=model, pred_len=pred_len, f_dim=f_dim))
+
+
+def jit_distill_step(student, teachers, *, loss: LossConfig, pred_len: int, f_dim: int = 0):
+  """``distill_step`` with its static parts bound: ``(state, teacher_variables, batch)``."""
+  return jax.jit(functools.partial(
+      distill_step, student=student, teachers=tuple(teachers),
+      regressor=Regressor(features=student.feature_dim), loss=loss, pred_len=pred_len,
+      f_dim=f_dim), donate_argnums=0)

@@ -8,6 +8,8 @@ import optax
 from flax import struct
 
 from timedistill_jax.errors import unknown_name
+from timedistill_jax.models import init_variables
+from timedistill_jax.models.regressor import Regressor
 
 SCHEDULES = ("type1", "type4", "constant", "cosine")
 
@@ -44,9 +46,9 @@ def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
 
   ``type1`` is the reference's ``adjust_learning_rate``: after epoch e (1-based) the rate becomes
   lr * 0.5 ** (e - 1), so epochs 1 and 2 run at lr and 0-based epoch k >= 1 at lr * 0.5 ** (k - 1).
-  ``type4`` (the schedule of the reference's first release, PAPER.md s.2 "LR schedule at
-  release"): after epoch e the rate becomes lr for e < 3, else lr * 0.9 ** (e - 3), so 0-based
-  epoch k runs at lr * 0.9 ** max(k - 3, 0).
+  ``type4`` (the schedule of the reference's first release, docs/method.md "Training settings"):
+  after epoch e the rate becomes lr for e < 3, else lr * 0.9 ** (e - 3), so 0-based epoch k runs
+  at lr * 0.9 ** max(k - 3, 0). Both are a constant stretch joined to a staircase decay.
   """
   lr = float(optim_config.lr)
   name = optim_config.schedule
@@ -54,10 +56,10 @@ def make_schedule(optim_config, steps_per_epoch: int, epochs: int) -> Callable:
   stepped = {"type1": (0.5, 1), "type4": (0.9, 3)}
   if name in stepped:
     factor, held = stepped[name]
-    def schedule(count):
-      epoch = count // steps_per_epoch
-      return lr * factor ** jnp.maximum(epoch - held, 0).astype(jnp.float32)
-    return schedule
+    decay = optax.exponential_decay(lr, transition_steps=steps_per_epoch, decay_rate=factor,
+                                    staircase=True)
+    return optax.join_schedules([optax.constant_schedule(lr), decay],
+                                boundaries=[held * steps_per_epoch])
   if name == "constant":
     return optax.constant_schedule(lr)
   if name == "cosine":
@@ -77,6 +79,20 @@ def make_optimizer(optim_config, steps_per_epoch: int, epochs: int):
 def create_train_state(params, batch_stats, tx, rng) -> TrainState:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                     opt_state=tx.init(params), rng=rng, tx=tx)
+
+
+def create_distill_state(student, teachers, optimizer, rng, sample_batch) -> TrainState:
+  """Student and one regressor per teacher, initialised; the teachers are not in here."""
+  init_rng, reg_rng, state_rng = jax.random.split(rng, 3)
+  b = sample_batch
+  variables = init_variables(student, b, init_rng)
+  regressor = Regressor(features=student.feature_dim)
+  regs = []
+  for i, teacher in enumerate(teachers):
+    dummy = jnp.zeros(b["x"].shape[:1] + (b["x"].shape[-1], teacher.feature_dim), jnp.float32)
+    regs.append(regressor.init(jax.random.fold_in(reg_rng, i), dummy))
+  params = {"model": variables["params"], "regressors": regs}
+  return create_train_state(params, variables.get("batch_stats", {}), optimizer, state_rng)
 
 
 def learning_rate(optim_config, steps_per_epoch: int, epochs: int, step: int) -> float:

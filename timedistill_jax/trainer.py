@@ -1,7 +1,7 @@
 """``train_and_evaluate``: epochs, learning-rate schedule, early stopping, logs, checkpoints.
 
 One loop serves every run kind (a teacher, the student alone, the distilled student): the kind
-only decides how the state is built and which jitted step runs (see ``distill.py``). The loop
+only decides how the state is built and which jitted step runs (``runs.RUN_KINDS``). The loop
 
 * validates the config and loads the data before anything is compiled or written;
 * trains with a seeded per-epoch shuffle, showing a progress bar with the live loss;
@@ -12,72 +12,24 @@ only decides how the state is built and which jitted step runs (see ``distill.py
 """
 
 import contextlib
-import dataclasses
 import fcntl
-import functools
 import json
-import os
 import time
 from pathlib import Path
-from typing import Callable
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from timedistill_jax import checkpoints, parallel, steps
-from timedistill_jax.data import iterate_batches, load_dataset, num_batches
+from timedistill_jax import checkpoints, crash, parallel, runs, steps
+from timedistill_jax.checkpoints import write_json
+from timedistill_jax.data import iterate_batches
 from timedistill_jax.errors import ConfigError, NumericsError
 from timedistill_jax.metrics import MetricAccumulator
-from timedistill_jax.models import build_model, count_params
-from timedistill_jax.train_state import create_train_state, learning_rate, make_optimizer
+from timedistill_jax.models import count_params
+from timedistill_jax.timing import median_ms
+from timedistill_jax.train_state import learning_rate
 from timedistill_jax.validation import validate_config
-
-STEP_KEYS = ("x", "y", "x_mark", "y_mark", "mask")
-
-
-def host_batch(batch: dict) -> dict:
-  """The arrays a step takes (window indices stay on the host)."""
-  return {k: batch[k] for k in STEP_KEYS}
-
-
-def load_splits(config):
-  d = config.data
-  return load_dataset(
-      d.name, seq_len=d.seq_len, label_len=d.label_len, pred_len=d.pred_len,
-      data_dir=d.data_dir or None, features=d.features, target=d.target, freq=d.freq,
-      path=d.path or None)
-
-
-def f_dim_of(config) -> int:
-  """The reference's ``f_dim``: MS forecasts all channels but scores only the last (target)."""
-  return -1 if config.data.features == "MS" else 0
-
-
-def sample_batch(splits, size: int = 1) -> dict:
-  """A batch of the first ``size`` training windows (for initialisation and timing)."""
-  batch = splits.train.get_batch(np.arange(size))
-  return host_batch(batch | {"mask": np.ones(size, np.float32)})
-
-
-def init_variables(model, splits, rng):
-  """Initialises ``model`` on one batch of the split's shapes."""
-  sample = sample_batch(splits)
-  return jax.jit(lambda r: model.init(
-      {"params": r, "dropout": r}, sample["x"], sample["x_mark"], sample["y_mark"], train=False,
-      mask=sample["mask"]))(rng)
-
-
-@dataclasses.dataclass
-class Run:
-  """What the loop needs from a run kind."""
-
-  model: object  # the Flax module that is evaluated and saved (teacher or student)
-  state: object  # TrainState on one device (the loop replicates it)
-  step_fn: Callable  # (replicated state, process-local host batch) -> (state, metrics)
-  eval_fn: Callable  # (replicated variables, placed batch) -> error sums of all devices
-  metadata: dict  # extra JSON for checkpoints and results (teacher info, ...)
-
 
 def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0,
              par: parallel.DataParallel | None = None) -> dict:
@@ -87,66 +39,14 @@ def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0,
   for b, batch in enumerate(iterate_batches(split, par.round_up(batch_size))):
     if max_batches and b >= max_batches:
       break
-    acc.add(eval_fn(variables, par.shard(par.local_rows(host_batch(batch)))))
+    acc.add(eval_fn(variables, par.shard(par.local_rows(runs.host_batch(batch)))))
   return acc.result()
 
 
-def model_for(config, splits, par: parallel.DataParallel | None = None):
-  """``config.model`` for the data's sizes; BatchNorm reduces over ``par``'s devices."""
-  return build_model(config.model, seq_len=config.data.seq_len,
-                     label_len=config.data.label_len, pred_len=config.data.pred_len,
-                     enc_in=splits.num_channels, axis_name=par.axis_name if par else None)
-
-
-def build_student_run(config, splits, par: parallel.DataParallel | None = None) -> Run:
-  """A model trained on the data alone (the student baseline, or a teacher)."""
-  par = par or parallel.DataParallel("none")
-  model = model_for(config, splits, par)
-  rng = jax.random.PRNGKey(config.seed)
-  init_rng, state_rng = jax.random.split(rng)
-  variables = init_variables(model, splits, init_rng)
-  tx = make_optimizer(config.optim, steps_per_epoch(config, splits), config.train.epochs)
-  state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
-                             tx, state_rng)
-  kw = dict(model=model, pred_len=config.data.pred_len, f_dim=f_dim_of(config))
-  train_step = par.compile_step(functools.partial(steps.train_step, **kw))
-  return Run(model=model, state=state,
-             step_fn=lambda state, batch: train_step(state, par.shard(host_batch(batch))),
-             eval_fn=par.compile_eval(functools.partial(steps.eval_step, **kw)), metadata={})
-
-
-def steps_per_epoch(config, splits) -> int:
-  n = num_batches(splits.train, config.data.batch_size)
-  cap = config.train.max_steps_per_epoch
-  return min(n, cap) if cap else n
-
-
-def eval_variables(state) -> dict:
-  return steps.model_variables(state.params["model"], state.batch_stats)
-
-
-def _write_json(path: Path, obj) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=1, sort_keys=True, default=float))
-  os.replace(tmp, path)
-
-
-def _median_ms(fn, *args, warmup: int = 3, repeats: int = 20) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn(*args))
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - t)
-  return 1000 * float(np.median(times))
-
-
-def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) -> dict:
+def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config`` in ``workdir`` and returns the test results (also in results.json).
 
-  ``build_run(config, splits, par) -> Run`` makes the state and step; defaults to supervised
-  training of ``config.model``. Under ``config.parallel.mode`` pmap / shard_map the same step
+  ``runs.build_run`` makes the state and step of ``config.kind``. Under ``config.parallel.mode`` pmap / shard_map the same step
   body runs on every device; only process 0 writes logs and results.
   """
   t_start = time.time()
@@ -154,8 +54,8 @@ def train_and_evaluate(config, workdir, *, build_run: Callable | None = None) ->
   parallel.initialize(config.parallel)
   par = parallel.DataParallel(config.parallel.mode)
   par.check_batch_size(config.data.batch_size)
-  splits = load_splits(config)  # data errors surface here, before any compilation
-  run = (build_run or build_student_run)(config, splits, par)
+  splits = runs.load_splits(config)  # data errors surface here, before any compilation
+  run = runs.build_run(config, splits, par)
 
   workdir = Path(workdir)
   done = workdir / "results.json"
@@ -202,7 +102,7 @@ def _check_finite(pending: list, workdir: Path, main: bool) -> None:
     part = next((k for k in bad if k != "loss"), "loss")
     path = workdir / "nonfinite_batch.json"
     if main:
-      _write_json(path, {"epoch": epoch + 1, "step": step, "part": part, "metrics": values,
+      write_json(path, {"epoch": epoch + 1, "step": step, "part": part, "metrics": values,
                          "window_indices": [int(i) for i in indices]})
     raise NumericsError(
         f"the {part!r} loss became {values[part]} at step {step} (epoch {epoch + 1}); the run "
@@ -212,15 +112,15 @@ def _check_finite(pending: list, workdir: Path, main: bool) -> None:
   pending.clear()
 
 
-def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict:
+def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) -> dict:
   main = par.is_main_process
   done = workdir / "results.json"
   if main:
-    _write_json(workdir / "config.json", config.to_dict())
+    write_json(workdir / "config.json", config.to_dict())
   meta_base = {"config": config.to_dict(), "data": splits.metadata(),
                "model": config.model.name, "num_params": count_params(
                    {"params": run.state.params["model"]})} | run.metadata
-  spe = steps_per_epoch(config, splits)
+  spe = runs.steps_per_epoch(config, splits)
   tcfg = config.train
   # Two latest steps, so a damaged newest one falls back to the one before.
   latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest", max_to_keep=2)
@@ -270,6 +170,7 @@ def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict
         if (b + 1) % tcfg.log_every == 0 or b + 1 == spe:
           _check_finite(pending, workdir, main)
           bar.set_postfix(loss=f"{float(m['loss']):.4f}")
+        crash.after_step(epoch * spe + b + 1)
         losses.append(m)
         if tcfg.checkpoint_every and (b + 1) % tcfg.checkpoint_every == 0 and b + 1 < spe:
           _check_finite(pending, workdir, main)
@@ -281,7 +182,7 @@ def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict
       epoch_ms.append(1000 * (time.perf_counter() - t0) / max(1, spe - first))
       bar.close()
       train_metrics = {k: float(np.mean([float(x[k]) for x in losses])) for k in losses[0]}
-      val = evaluate(run.eval_fn, eval_variables(state), splits.val,
+      val = evaluate(run.eval_fn, runs.eval_variables(state), splits.val,
                      config.data.eval_batch_size, tcfg.max_eval_batches, par)
       improved = val["mse"] < best_val
       if improved:
@@ -311,7 +212,7 @@ def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict
   variables = steps.model_variables(best_tree["params"]["model"], best_tree["batch_stats"])
   test = evaluate(run.eval_fn, par.replicate(variables), splits.test,
                   config.data.eval_batch_size, tcfg.max_eval_batches, par)
-  sample = sample_batch(splits, min(32, len(splits.train)))
+  sample = runs.sample_batch(splits, min(32, len(splits.train)))
   predict = jax.jit(lambda v, b: steps.predict_step(v, b, model=run.model))
   results = {
       "kind": config.get("kind", "student"), "dataset": config.data.name,
@@ -319,7 +220,7 @@ def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict
       "test": test, "best_val": best_meta["val"], "best_epoch": best_meta["epoch"] + 1,
       "epochs": len(epoch_ms) + start_epoch, "num_params": meta_base["num_params"],
       "ms_per_train_step": float(np.median(epoch_ms[1:] or epoch_ms)) if epoch_ms else None,
-      "inference_ms_per_batch": _median_ms(predict, variables, sample),
+      "inference_ms_per_batch": median_ms(predict, variables, sample),
       "wall_seconds": time.time() - t_start,
       "smoke": bool(config.get("smoke", False)),
       "parallel": {"mode": par.mode, "devices": par.num_devices,
@@ -327,7 +228,7 @@ def _train(config, workdir: Path, splits, run: Run, par, t_start: float) -> dict
   } | {k: v for k, v in run.metadata.items() if k in ("teachers", "num_regressor_params")}
   if main:
     best_store.update_metadata(None, {"test": test})  # the checkpoint alone describes the model
-    _write_json(done, results)
+    write_json(done, results)
     print(f"test: MSE {test['mse']:.4f}  MAE {test['mae']:.4f}  ({test['windows']} windows)")
   best_store.close()
   return results

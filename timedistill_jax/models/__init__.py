@@ -1,6 +1,6 @@
 """Model registry: lowercase name -> Flax Linen module class.
 
-Every registered model shares one contract (STYLE.md)::
+Every registered model shares one contract (docs/design.md)::
 
     pred, features = model.apply(variables, x, x_mark, y_mark, train=False)
     # x: [B, L, C], x_mark: [B, L, F], y_mark: [B, S + H, F]
@@ -63,6 +63,14 @@ def count_params(variables) -> int:
   """Number of trainable parameters (the ``params`` collection, or a bare params tree)."""
   params = variables.get("params", variables)
   return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
+
+
+def init_variables(model, batch, rng) -> dict:
+  """``model.init`` on ``batch`` (arrays or ``ShapeDtypeStruct``s with keys x, x_mark, y_mark,
+  mask), with one key for the parameters and the dropout stream: every run builds its models
+  this way, so a model's initial weights depend on the seed alone."""
+  return model.init({"params": rng, "dropout": rng}, batch["x"], batch["x_mark"],
+                    batch["y_mark"], train=False, mask=batch["mask"])
 
 
 # Importing the modules fills the registry.

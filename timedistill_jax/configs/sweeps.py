@@ -17,7 +17,7 @@ shared one.
 
 import dataclasses
 
-from configs import common
+from timedistill_jax.configs import common
 
 SEEDS = (2021, 2022, 2023, 2024, 2025)  # the paper's appendix reports 5-seed means
 PAPER_DATASETS = ("ecl", "etth1", "etth2", "ettm1", "ettm2", "solar", "traffic", "weather")
