@@ -1,6 +1,6 @@
 r"""Trains the MLP student without distillation (the paper's "MLP" baseline).
 
-Run (the reference settings of PAPER.md s.2.2-2.3; about a minute on 2 CPU cores):
+Run (the reference settings of docs/method.md, "Training settings"; about a minute on 2 CPU cores):
 
   python -m timedistill_jax --config configs/student.py:dataset=etth1,pred_len=96 \
       --workdir runs/etth1_dmlp_96
@@ -10,7 +10,7 @@ traffic, solar, synthetic, custom), pred_len (96/192/336/720), model (dmlp or ml
 smoke (True: a few steps, for checking a set-up). Anything else with ``--config.a.b=value``.
 
 Expected (3-seed mean, this project's CPU runs): ETTh1 H=96, test MSE about 0.415 for the DMLP
-and 0.397 for the plain MLP (PAPER.md s.8).
+and 0.397 for the plain MLP (docs/pytorch.md, "The reference code on this machine").
 """
 
 from timedistill_jax.configs.student import get_config  # noqa: F401

@@ -1,4 +1,4 @@
-r"""Trains a teacher with the reference's per-dataset settings (PAPER.md s.2.4 and 9).
+r"""Trains a teacher with the reference's per-dataset settings (docs/method.md, "Teacher settings").
 
   python -m timedistill_jax \
       --config configs/teacher.py:dataset=etth1,model=itransformer,pred_len=96 \
@@ -9,8 +9,8 @@ Arguments: dataset, model (a registered teacher), pred_len, seed, smoke. The che
 (model, hyperparameters, data, L/H, scaler statistics, validation and test metrics); pass the
 workdir to configs/distill.py as ``--config.teacher.workdir``.
 
-Expected: ETTh1 H=96 iTransformer, test MSE about 0.394 (reference code on this CPU, PAPER.md
-s.8), in about a minute on 2 cores.
+Expected: ETTh1 H=96 iTransformer, test MSE about 0.394 (the reference code on this CPU,
+docs/pytorch.md), in about a minute on 2 cores.
 """
 
 from timedistill_jax.configs.teacher import get_config  # noqa: F401

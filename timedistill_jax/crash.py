@@ -1,7 +1,8 @@
 """A deterministic crash for the resume tests: ``TIMEDISTILL_CRASH_AT=step:N`` or ``save:K``.
 
-``step:N`` SIGKILLs the process right after global optimiser step N (1-based) is dispatched; ``save:K`` SIGKILLs it inside the K-th checkpoint save of this process, after Orbax has
-written the arrays and before the metadata with their hashes is final. Unset, it costs one
+``step:N`` SIGKILLs the process right after global optimiser step N (1-based) is dispatched;
+``save:K`` SIGKILLs it inside the K-th checkpoint save of this process, after Orbax has written
+the arrays and before the metadata with their hashes is final. Unset, it costs one
 dictionary lookup per step. See docs/reliability.md.
 """
 

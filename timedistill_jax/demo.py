@@ -4,7 +4,7 @@ r"""The ETTh1 story in one command: teacher, plain MLP, distilled MLP, and a res
 
 Trains an iTransformer teacher (H=96, the reference settings), the plain MLP student without
 distillation, and the same MLP distilled from the teacher (alpha = beta = 1, as in the reference
-measurements of PAPER.md s.8), then prints and writes ``summary.md`` / ``summary.json`` in the
+measurements in docs/pytorch.md), then prints and writes ``summary.md`` / ``summary.json`` in the
 workdir. Finished runs are reused, so a second call only prints the table. When ETTh1 can be
 neither found nor downloaded, it says so in one line and uses the built-in synthetic series.
 """

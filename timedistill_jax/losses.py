@@ -1,4 +1,4 @@
-"""Losses of TimeDistill (PAPER.md s.1.4-1.5), as pure functions.
+"""Losses of TimeDistill (docs/method.md, "Loss"), as pure functions.
 
 Everything is computed in at least float32: ``jnp.fft.rfft`` rejects bfloat16, and a bfloat16
 softmax/KL is biased by several percent. Every function takes an optional per-sample ``mask: [B]``

@@ -46,8 +46,9 @@ def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0,
 def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config`` in ``workdir`` and returns the test results (also in results.json).
 
-  ``runs.build_run`` makes the state and step of ``config.kind``. Under ``config.parallel.mode`` pmap / shard_map the same step
-  body runs on every device; only process 0 writes logs and results.
+  ``runs.build_run`` makes the state and step of ``config.kind``. Under
+  ``config.parallel.mode`` pmap / shard_map the same step body runs on every device; only
+  process 0 writes logs and results.
   """
   t_start = time.time()
   validate_config(config)

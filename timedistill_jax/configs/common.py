@@ -1,14 +1,15 @@
 """Tables shared by every config: datasets, per-dataset student settings, teacher settings.
 
-Numbers from the reference code (PAPER.md s.2.3, 2.4 and 9): the run scripts of
-LingFengGold/TimeDistill and its ``config.json``.
+Numbers from the reference code, the run scripts of LingFengGold/TimeDistill and its
+``config.json`` (docs/method.md, "Training settings" and "Teacher settings").
 """
 
 import ml_collections
 
 from timedistill_jax.errors import unknown_name
 
-# Per-dataset student settings (PAPER.md s.2.3): norm, hidden width D, epoch budget, batch size.
+# Per-dataset student settings (docs/method.md, "Training settings"): norm, hidden width D,
+# epoch budget, batch size.
 STUDENT = {
     "etth1": dict(norm="non-stationary", d_model=512, epochs=100, batch_size=32),
     "etth2": dict(norm="non-stationary", d_model=512, epochs=100, batch_size=32),
@@ -27,7 +28,8 @@ HORIZONS = (96, 192, 336, 720)
 TEACHERS = ("itransformer", "moderntcn", "timemixer", "patchtst", "micn", "fedformer",
             "timesnet", "autoformer")
 
-# alpha / beta of the distillation loss per dataset and teacher (PAPER.md s.2.3): the tuned
+# alpha / beta of the distillation loss per dataset and teacher (docs/method.md, "Training
+# settings"): the tuned
 # scripts exist for iTransformer and ModernTCN; every other teacher uses the generic
 # ``train_student.sh`` value alpha = beta = 1.
 ALPHA_BETA = {
@@ -40,7 +42,7 @@ ALPHA_BETA = {
 }
 DEFAULT_ALPHA_BETA = (1.0, 1.0)
 
-# Teacher architecture per dataset (PAPER.md s.9) and training settings (s.2.4).
+# Teacher architecture per dataset and training settings (docs/method.md, "Teacher settings").
 TEACHER_MODEL = {
     "itransformer": {
         "etth1": dict(e_layers=2, d_model=256, d_ff=256),
@@ -142,10 +144,10 @@ TEACHER_DEFAULTS = {
 
 
 # -- MICN, FEDformer, TimesNet, Autoformer --------------------------------------------------
-# Same shapes as ``TEACHER_MODEL``, ``TEACHER_DEFAULTS`` and ``TEACHER_TRAIN`` in ``common.py``,
-# into which they are merged. Sources: the reference's ``config.json`` (architecture, PAPER.md
-# s.9) and ``scripts/long_term_forecast/<DS>/<teacher>.sh`` (training; PAPER.md s.2.4). Settings a
-# model does not read are left out (MICN never reads e_layers, d_ff or n_heads; TimesNet never
+# Same shapes as ``TEACHER_MODEL``, ``TEACHER_DEFAULTS`` and ``TEACHER_TRAIN`` above,
+# into which they are merged. Sources: the reference's ``config.json`` (architecture;
+# docs/method.md, "Teacher settings") and ``scripts/long_term_forecast/<DS>/<teacher>.sh``
+# (training). Settings a model does not read are left out (MICN never reads e_layers, d_ff or n_heads; TimesNet never
 # reads n_heads or d_layers: it has no attention and no decoder).
 #
 # ``factor`` (Autoformer only: top int(factor ln L) delays) is 3 in the training scripts except

@@ -6,7 +6,8 @@ r"""Distils a trained teacher into the MLP student with the TimeDistill loss.
 
 Arguments: dataset, teacher (the teacher's model name, checked against its checkpoint),
 pred_len, student (dmlp or mlp), seed, smoke. alpha and beta default to the reference's tuned
-values for the dataset and teacher (PAPER.md s.2.3; 1 / 1 for teachers without tuned scripts);
+values for the dataset and teacher (docs/method.md, "Training settings"; 1 / 1 for teachers
+without tuned scripts);
 set ``--config.distill.alpha`` / ``beta`` to change them. Several teachers: a comma-separated
 list of workdirs in ``--config.teacher.workdir``; each gets its own regressor and the
 distillation terms are averaged over teachers.
@@ -27,7 +28,7 @@ anything compiles. ``--config.teacher.cache=False`` runs the teacher on every ba
 reference's way) instead of once per training window.
 
 Expected: ETTh1 H=96 with an iTransformer teacher and alpha = beta = 1, test MSE about 0.371
-(DMLP) / 0.370 (plain MLP) (PAPER.md s.8).
+(DMLP) / 0.370 (plain MLP) (docs/pytorch.md, "The reference code on this machine").
 """
 
 import ml_collections

@@ -1,6 +1,7 @@
-"""The paper's experiment grids as data (PAPER.md s.3-5), run by experiments/reproduce.py.
+"""The paper's experiment grids as data (docs/method.md, "Published numbers"), run by
+``experiments/reproduce.py``:
 
-  python experiments/reproduce.py --sweep main --datasets etth1,etth2 --seeds 3
+  python -m experiments.reproduce --sweep main --datasets etth1,etth2 --seeds 3
 
 A sweep is datasets x horizons x teachers x seeds x distillation variants. For every
 (dataset, horizon, seed) the runner trains each teacher, the plain MLP and, per teacher and
@@ -8,10 +9,10 @@ variant, the distilled MLP. Teachers and plain MLPs are shared by every sweep (o
 so the teacher-variety or ablation sweeps reuse the main sweep's runs.
 
 A variant changes the ``distill`` group of configs/distill.py: ``alpha`` / ``beta`` (default:
-the reference's per-dataset tuned values, PAPER.md s.2.3) and the ablation switches
-``sup_weight`` / ``scale_weight`` / ``period_weight``, for every dataset or per dataset. It may
-change the student's optimiser (``optim``, e.g. the learning-rate schedule). It may also change
-how its teacher trains (``teacher_train``); it then gets a teacher run of its own instead of the
+the reference's per-dataset tuned values, docs/method.md "Training settings") and the ablation
+switches ``sup_weight`` / ``scale_weight`` / ``period_weight``, for every dataset or per dataset.
+It may change the student's optimiser (``optim``, e.g. the learning-rate schedule). It may also
+change how its teacher trains (``teacher_train``); it then gets a teacher run of its own instead of the
 shared one.
 """
 
@@ -21,8 +22,9 @@ from timedistill_jax.configs import common
 
 SEEDS = (2021, 2022, 2023, 2024, 2025)  # the paper's appendix reports 5-seed means
 PAPER_DATASETS = ("ecl", "etth1", "etth2", "ettm1", "ettm2", "solar", "traffic", "weather")
-ALPHA_BETA_GRID = (0.1, 0.5, 1.0, 2.0)  # the paper's search space (PAPER.md s.2.3, 5)
-# The official scripts' student, which the paper calls "MLP", is the DMLP (PAPER.md s.1.2);
+ALPHA_BETA_GRID = (0.1, 0.5, 1.0, 2.0)  # the paper's search space (paper Fig. 10)
+# The official scripts' student, which the paper calls "MLP", is the DMLP (docs/method.md,
+# "Student");
 # ``reproduce.py --student mlp`` runs the plain MLP beside it for the student comparison.
 STUDENT = "dmlp"
 
@@ -79,7 +81,7 @@ SENSITIVITY_VARIANTS = tuple(
 # but fits its training windows far less tightly, and its student gains 0.037 MSE.
 EARLY_TEACHER = Variant("e1", teacher_train=(("epochs", 1),))
 
-# The reference's first release (PAPER.md s.2, "LR schedule at release"; its best_results.sh):
+# The reference's first release (docs/method.md, "Training settings"; its best_results.sh):
 # the student's learning rate decays by 0.9 an epoch from the fifth ("type4") instead of
 # halving from the third, with alpha / beta of its own per dataset (iTransformer teacher). The
 # HEAD scripts, which configs/ follow, changed both; were the published numbers run with these?
@@ -115,7 +117,8 @@ SWEEPS = {s.name: s for s in (
           teachers=("itransformer",), seeds=3, variants=SCHEDULE_VARIANTS),
 )}
 
-# The paper's published averages over the four horizons (PAPER.md s.3): MSE, or (MSE, MAE).
+# The paper's published averages over the four horizons (docs/method.md, "Published numbers"):
+# MSE, or (MSE, MAE).
 # Its TimeDistill column uses the ModernTCN teacher; None = not found in any reachable source.
 PAPER_AVERAGES = {
     "ecl": dict(mlp=0.173, itransformer=0.163, moderntcn=0.167, distilled=0.157),

@@ -1,7 +1,7 @@
 """The TimeDistill student: a channel-independent two-layer MLP, with or without decomposition.
 
-Follows the reference code, not only the paper's prose (PAPER.md s.1.2): ``models/DMLP.py`` and
-``models/MLP.py`` of LingFengGold/TimeDistill.
+Follows the reference code, not only the paper's prose (docs/method.md, "Student"):
+``models/DMLP.py`` and ``models/MLP.py`` of LingFengGold/TimeDistill.
 
 Forward pass for ``x: [B, L, C]``:
 
