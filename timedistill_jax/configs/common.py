@@ -144,11 +144,11 @@ TEACHER_DEFAULTS = {
 
 
 # -- MICN, FEDformer, TimesNet, Autoformer --------------------------------------------------
-# Same shapes as ``TEACHER_MODEL``, ``TEACHER_DEFAULTS`` and ``TEACHER_TRAIN`` above,
-# into which they are merged. Sources: the reference's ``config.json`` (architecture;
-# docs/method.md, "Teacher settings") and ``scripts/long_term_forecast/<DS>/<teacher>.sh``
-# (training). Settings a model does not read are left out (MICN never reads e_layers, d_ff or n_heads; TimesNet never
-# reads n_heads or d_layers: it has no attention and no decoder).
+# Same shapes as ``TEACHER_MODEL``, ``TEACHER_DEFAULTS`` and ``TEACHER_TRAIN`` above, into which
+# they are merged. Sources: the reference's ``config.json`` (architecture; docs/method.md, "Teacher
+# settings") and ``scripts/long_term_forecast/<DS>/<teacher>.sh`` (training). Settings a model does
+# not read are left out (MICN never reads e_layers, d_ff or n_heads; TimesNet never reads n_heads or
+# d_layers: it has no attention and no decoder).
 #
 # ``factor`` (Autoformer only: top int(factor ln L) delays) is 3 in the training scripts except
 # ETTm2 and Solar. The reference rebuilds its teachers for distillation from ``config.json``,

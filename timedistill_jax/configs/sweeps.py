@@ -8,12 +8,12 @@ A sweep is datasets x horizons x teachers x seeds x distillation variants. For e
 variant, the distilled MLP. Teachers and plain MLPs are shared by every sweep (one workdir each),
 so the teacher-variety or ablation sweeps reuse the main sweep's runs.
 
-A variant changes the ``distill`` group of configs/distill.py: ``alpha`` / ``beta`` (default:
-the reference's per-dataset tuned values, docs/method.md "Training settings") and the ablation
-switches ``sup_weight`` / ``scale_weight`` / ``period_weight``, for every dataset or per dataset.
-It may change the student's optimiser (``optim``, e.g. the learning-rate schedule). It may also
-change how its teacher trains (``teacher_train``); it then gets a teacher run of its own instead of the
-shared one.
+A variant changes the ``distill`` group of configs/distill.py: ``alpha`` / ``beta`` (default: the
+reference's per-dataset tuned values, docs/method.md "Training settings") and the ablation switches
+``sup_weight`` / ``scale_weight`` / ``period_weight``, for every dataset or per dataset. It may
+change the student's optimiser (``optim``, e.g. the learning-rate schedule). It may also change how
+its teacher trains (``teacher_train``); it then gets a teacher run of its own instead of the shared
+one.
 """
 
 import dataclasses
