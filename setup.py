@@ -22,7 +22,9 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-xdist>=3.0", "chex>=0.1.87", "hypothesis>=6.0"],
+        # wheel: tests/test_install.py builds the package without build isolation (offline).
+        "test": ["pytest>=7", "pytest-xdist>=3.0", "chex>=0.1.87", "hypothesis>=6.0",
+                 "wheel>=0.40"],
         "torch": ["torch>=2.0"],
         "plots": ["matplotlib>=3.7"],
     },
