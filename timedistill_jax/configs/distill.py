@@ -1,7 +1,7 @@
 r"""Distils a trained teacher into the MLP student with the TimeDistill loss.
 
   python -m timedistill_jax \
-      --config configs/distill.py:dataset=etth1,teacher=itransformer,pred_len=96 \
+      --config distill:dataset=etth1,teacher=itransformer,pred_len=96 \
       --config.teacher.workdir=runs/etth1_itransformer_96 --workdir runs/etth1_kd_96
 
 Arguments: dataset, teacher (the teacher's model name, checked against its checkpoint),
@@ -15,12 +15,12 @@ distillation terms are averaged over teachers.
 A teacher trained by the reference PyTorch code (TimeDistill or Time-Series-Library) is used
 without retraining: ``--config.teacher.torch_checkpoint=.../checkpoint.pth`` (needs the torch
 extra, ``pip install -e .[torch]``). Its architecture is ``config.teacher.model``, the
-reference's settings for the dataset (configs/common.py); a teacher trained with others needs
-them set, e.g. ``--config.teacher.model.d_model=128``, and a file that does not fit is one
-CheckpointError naming the key and shapes at fault.
+reference's settings for the dataset (``common.py`` beside this file); a teacher trained with
+others needs them set, e.g. ``--config.teacher.model.d_model=128``, and a file that does not fit
+is one CheckpointError naming the key and shapes at fault.
 
   python -m timedistill_jax \
-      --config configs/distill.py:dataset=etth1,teacher=itransformer,student=mlp,pred_len=96 \
+      --config distill:dataset=etth1,teacher=itransformer,student=mlp,pred_len=96 \
       --config.teacher.torch_checkpoint=checkpoints/<setting>/checkpoint.pth --workdir runs/kd
 
 A teacher trained for another dataset, horizon, input length or channel count is refused before

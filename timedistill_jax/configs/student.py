@@ -2,7 +2,7 @@ r"""Trains the MLP student without distillation (the paper's "MLP" baseline).
 
 Run (the reference settings of docs/method.md, "Training settings"; about a minute on 2 CPU cores):
 
-  python -m timedistill_jax --config configs/student.py:dataset=etth1,pred_len=96 \
+  python -m timedistill_jax --config student:dataset=etth1,pred_len=96 \
       --workdir runs/etth1_dmlp_96
 
 Arguments (comma-separated key=value): dataset (etth1, etth2, ettm1, ettm2, weather, ecl,

@@ -18,32 +18,15 @@ random-number work (``nn.Dropout``'s masks were a sixth of an encoder layer's tr
 the CPU).
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 
-from timedistill_jax.errors import unknown_name
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.dropout import Dropout
 from timedistill_jax.models.layers.linear import Linear, torch_uniform
-
-ACTIVATIONS = {
-    "gelu": functools.partial(nn.gelu, approximate=False),
-    "relu": nn.relu,
-}
-LAYER_NORM_EPS = 1e-5
-
-
-def layer_norm(name: str):
-  # PyTorch's epsilon and its two-pass variance.
-  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
-
-
-def check_activation(name: str):
-  if name not in ACTIVATIONS:
-    raise unknown_name("activation", name, ACTIVATIONS)
+from timedistill_jax.models.layers.normalization import layer_norm
+from timedistill_jax.models.layers.transformer import ACTIVATIONS, check_activation
 
 
 class SeasonalLayerNorm(nn.Module):

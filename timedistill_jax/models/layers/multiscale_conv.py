@@ -26,9 +26,9 @@ import flax.linen as nn
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.dropout import Dropout
 from timedistill_jax.models.layers.linear import Linear, torch_uniform
+from timedistill_jax.models.layers.normalization import layer_norm
 
 MIC_DROPOUT = 0.05
-LAYER_NORM_EPS = 1e-5
 
 
 def micn_kernels(seq_len: int, pred_len: int, conv_kernel: tuple) -> tuple:
@@ -37,10 +37,6 @@ def micn_kernels(seq_len: int, pred_len: int, conv_kernel: tuple) -> tuple:
   decomp = tuple(k + 1 if k % 2 == 0 else k for k in conv_kernel)
   iso = tuple((total + k) // k if k % 2 == 0 else (total + k - 1) // k for k in conv_kernel)
   return decomp, iso
-
-
-def _layer_norm(name: str):
-  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
 
 
 class Conv1d(nn.Module):
@@ -105,7 +101,7 @@ class MIC(nn.Module):
   def __call__(self, src, *, train: bool):
     length = src.shape[1]
     drop = Dropout(MIC_DROPOUT, deterministic=not train)
-    norm = _layer_norm("norm")  # shared by both residuals of every scale, as the reference
+    norm = layer_norm("norm")  # shared by both residuals of every scale, as the reference
     multi = []
     for i, k in enumerate(self.conv_kernel):
       seasonal, _ = series_decomp(src, self.decomp_kernel[i])
@@ -126,6 +122,6 @@ class MIC(nn.Module):
     merge_b = self.param("merge_bias", torch_uniform(fan_in), (self.d_model,))
     mg = jnp.einsum("bstd,sde->bte", mg, merge_w[:, 0].astype(mg.dtype)) + merge_b  # [B, T, D]
 
-    y = _layer_norm("norm1")(mg)
+    y = layer_norm("norm1")(mg)
     y = Linear(self.d_model, name="conv2")(Linear(4 * self.d_model, name="conv1")(y))
-    return _layer_norm("norm2")(mg + y)
+    return layer_norm("norm2")(mg + y)

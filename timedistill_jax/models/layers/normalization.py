@@ -16,6 +16,13 @@ import jax.numpy as jnp
 import flax.linen as nn
 
 NORMS = ("non-stationary", "revin", "none")
+LAYER_NORM_EPS = 1e-5  # PyTorch's; Flax's default is 1e-6
+
+
+def layer_norm(name: str):
+  """``nn.LayerNorm`` as PyTorch's: its epsilon and its two-pass variance (Flax's fast
+  E[x^2] - E[x]^2 loses digits when |mean| >> std)."""
+  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
 
 
 def instance_stats(x, *, eps: float = 1e-5):

@@ -19,22 +19,15 @@ import flax.linen as nn
 from timedistill_jax.errors import unknown_name
 from timedistill_jax.models.layers.attention import MultiHeadAttention
 from timedistill_jax.models.layers.linear import Linear
+from timedistill_jax.models.layers.normalization import layer_norm
 
 ACTIVATIONS = {
     "gelu": functools.partial(nn.gelu, approximate=False),
     "relu": nn.relu,
 }
 
-LAYER_NORM_EPS = 1e-5
-
-
-def _layer_norm(name: str):
-  # Two-pass variance, as PyTorch: Flax's fast E[x^2] - E[x]^2 loses digits when |mean| >> std.
-  return nn.LayerNorm(epsilon=LAYER_NORM_EPS, use_fast_variance=False, name=name)
-
-
 def check_activation(name: str):
-  """Raises :class:`ConfigError` for an activation the encoder does not know."""
+  """Raises :class:`ConfigError` for an activation the Transformer layers do not know."""
   if name not in ACTIVATIONS:
     raise unknown_name("activation", name, ACTIVATIONS)
 
@@ -55,10 +48,10 @@ class EncoderLayer(nn.Module):
     drop = nn.Dropout(self.dropout, deterministic=not train)
     attn = MultiHeadAttention(self.d_model, self.n_heads, self.dropout, name="attention")
     x = x + drop(attn(x, x, x, train=train))
-    x = _layer_norm(name="norm1")(x)
+    x = layer_norm(name="norm1")(x)
     y = drop(ACTIVATIONS[self.activation](Linear(self.d_ff, name="conv1")(x)))  # [B, N, d_ff]
     y = drop(Linear(self.d_model, name="conv2")(y))  # [B, N, D]
-    return _layer_norm(name="norm2")(x + y)
+    return layer_norm(name="norm2")(x + y)
 
 
 class Encoder(nn.Module):
@@ -76,4 +69,4 @@ class Encoder(nn.Module):
     for i in range(self.e_layers):
       x = EncoderLayer(self.d_model, self.n_heads, self.d_ff, self.dropout, self.activation,
                        name=f"layer_{i}")(x, train=train)
-    return _layer_norm(name="norm")(x)
+    return layer_norm(name="norm")(x)

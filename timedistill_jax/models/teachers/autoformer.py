@@ -39,7 +39,8 @@ from timedistill_jax.models import register
 from timedistill_jax.models.base import ForecastModel
 from timedistill_jax.models.layers.autocorrelation import AutoCorrelation, AutoCorrelationLayer
 from timedistill_jax.models.layers.decomp_transformer import (
-    DecompDecoderLayer, DecompEncoderLayer, SeasonalLayerNorm, check_activation)
+    DecompDecoderLayer, DecompEncoderLayer, SeasonalLayerNorm)
+from timedistill_jax.models.layers.transformer import check_activation
 from timedistill_jax.models.layers.decomposition import series_decomp
 from timedistill_jax.models.layers.embedding import DataEmbedding
 from timedistill_jax.models.layers.linear import Linear

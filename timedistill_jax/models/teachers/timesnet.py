@@ -39,7 +39,7 @@ from timedistill_jax.models.layers.embedding import DataEmbedding
 from timedistill_jax.models.layers.linear import Linear
 from timedistill_jax.models.layers.normalization import instance_stats
 from timedistill_jax.models.layers.period_conv import TimesBlock
-from timedistill_jax.models.layers.decomp_transformer import layer_norm
+from timedistill_jax.models.layers.normalization import layer_norm
 
 
 @register("timesnet")
