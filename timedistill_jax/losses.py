@@ -32,7 +32,8 @@ def _as_float(x):
 
 
 def _check_same_shape(what, a, b):
-  # Broadcasting two different shapes would silently compute the wrong loss.
+  # Broadcasting two different shapes would silently compute the wrong loss. Not
+  # chex.assert_equal_shape: it raises AssertionError, and chex stays a test-only dependency.
   if a.shape != b.shape:
     raise ValueError(f"{what}: shapes differ, {a.shape} vs {b.shape}.")
 

@@ -1,6 +1,6 @@
 """Data parallelism: one per-device step body, run under ``jit``, ``pmap`` or ``shard_map``.
 
-Every step in ``steps.py`` and ``distill.py`` is written once for one device, with an
+Every step in ``steps.py`` is written once for one device, with an
 ``axis_name`` argument: with it, gradients, losses and metrics are averaged over the devices
 (weighted by their real windows, see ``steps.device_weight``), BatchNorm adds its statistics over
 the devices (``layers/batchnorm.py``) and evaluation adds its error sums. So N devices compute what
@@ -120,7 +120,11 @@ class DataParallel:
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
 
   def replicate(self, tree):
-    """A host or single-device pytree -> replicated on every device."""
+    """A host or single-device pytree -> replicated on every device.
+
+    Not ``flax.jax_utils.replicate``: that places copies on this process's devices only and
+    knows nothing of a ``shard_map`` mesh; these work across processes in both modes.
+    """
     if self.mode == "none":
       return tree
     if self.mode == "pmap":  # a leading axis of local devices, one copy on each

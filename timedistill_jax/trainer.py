@@ -128,6 +128,8 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
   best_store = checkpoints.CheckpointStore(workdir / "checkpoints" / "best")
   abstract = jax.eval_shape(lambda: run.state.checkpoint_tree())
   state, start_epoch, start_batch, epoch_losses = run.state, 0, 0, []
+  # The reference's patience rule, kept by hand: flax's EarlyStopping sets should_stop before
+  # counting the current epoch, so it would stop one epoch later than the reference.
   best_val, bad_epochs, best_epoch = float("inf"), 0, -1
   if latest.latest_step() is not None:  # resume where the last checkpoint left off
     tree, meta = latest.restore_newest_good(abstract)
