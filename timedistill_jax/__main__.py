@@ -39,6 +39,8 @@ def resolve_config_names(argv) -> list:
   return out
 
 
+_USAGE = ("usage: python -m timedistill_jax --config {student,teacher,distill,FILE.py}"
+          ":key=value,... --workdir DIR [--config.group.key=value ...]")
 sys.argv[:] = resolve_config_names(sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for logs, checkpoints and results.")
@@ -64,8 +66,7 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except (flags.Error, ValueError, AttributeError, KeyError, TypeError) as e:
     print(f"error: {_one_line(e)}", file=sys.stderr)
-    print("usage: python -m timedistill_jax --config configs/FILE.py:key=value,... "
-          "--workdir DIR [--config.group.key=value ...]", file=sys.stderr)
+    print(_USAGE, file=sys.stderr)
     sys.exit(2)
 
 
@@ -79,7 +80,9 @@ def main(argv):
     config = _CONFIG.value
     config.get("kind")  # a missing or broken file fails here, not before
   except OSError as e:  # config_flags reports a missing or broken file only when it is used
-    print(f"error: cannot load the config file: {' '.join(str(e).split())}", file=sys.stderr)
+    print(f"error: cannot load the config file: {' '.join(str(e).split())}. --config takes a "
+          "name (student, teacher, distill) or the path of a get_config file.", file=sys.stderr)
+    print(_USAGE, file=sys.stderr)
     sys.exit(2)
   try:
     run(config, _WORKDIR.value)
