@@ -14,6 +14,7 @@ only decides how the state is built and which jitted step runs (``runs.RUN_KINDS
 import contextlib
 import fcntl
 import json
+import os
 import time
 from pathlib import Path
 
@@ -52,22 +53,68 @@ def train_and_evaluate(config, workdir) -> dict:
   """
   t_start = time.time()
   validate_config(config)
+  workdir = Path(workdir)
+  check_workdir(config, workdir)
+  done = workdir / "results.json"
+  if done.exists():
+    print(f"{workdir} already holds a finished run; delete it or use another --workdir to rerun.")
+    return json.loads(done.read_text())
   parallel.initialize(config.parallel)
   par = parallel.DataParallel(config.parallel.mode)
   par.check_batch_size(config.data.batch_size)
   splits = runs.load_splits(config)  # data errors surface here, before any compilation
   run = runs.build_run(config, splits, par)
-
-  workdir = Path(workdir)
-  done = workdir / "results.json"
-  if done.exists():
-    print(f"{workdir} already holds a finished run; delete it or use another --workdir to rerun.")
-    return json.loads(done.read_text())
   main = par.is_main_process
   if main:
     workdir.mkdir(parents=True, exist_ok=True)
   with workdir_lock(workdir, main):
     return _train(config, workdir, splits, run, par, t_start)
+
+
+# Keys a resumed run may change: they cannot change its result.
+RESUME_FREE_KEYS = ("train.progress", "train.log_every", "train.epochs", "train.steps_per_call",
+                    "data.data_dir", "parallel.coordinator_address", "parallel.num_processes",
+                    "parallel.process_id", "parallel.auto_initialize")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out |= _flat(value, f"{prefix}{key}.")
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def check_workdir(config, workdir: Path) -> None:
+  """Refuses, before anything is loaded, compiled or written, a workdir that cannot be one or
+  whose run was made with another config (a resume would mix the two)."""
+  for folder in (workdir, *workdir.parents):
+    if folder.exists():
+      if not folder.is_dir():
+        raise ConfigError(
+            f"--workdir {workdir}: {folder} is a file, not a folder; pass another --workdir.")
+      if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir {workdir}: {folder} is not writable by this user; pass "
+                          "another --workdir.")
+      break
+  previous = workdir / "config.json"
+  if not previous.is_file():
+    return
+  try:
+    old = _flat(json.loads(previous.read_text()))
+  except ValueError as e:
+    raise ConfigError(f"{previous} is not valid JSON ({e}); the workdir is damaged: delete it "
+                      "or pass another --workdir.") from None
+  new = _flat(json.loads(json.dumps(config.to_dict(), default=float)))
+  changed = [k for k in sorted(set(old) | set(new))
+             if k not in RESUME_FREE_KEYS and old.get(k, "<unset>") != new.get(k, "<unset>")]
+  if changed:
+    diff = "; ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+                     for k in changed)
+    raise ConfigError(f"{workdir} holds a run made with another config ({diff}); pass another "
+                      "--workdir, or delete this one to start again.")
 
 
 @contextlib.contextmanager
