@@ -8,8 +8,9 @@ Layout of a run's workdir::
 Each step is one Orbax composite item: ``state`` (a pytree of arrays, restored into an abstract
 target built with ``jax.eval_shape``) and ``metadata`` (JSON: the full config, the dataset's
 scaler statistics, the metrics at save time, ``arrays_sha256`` over the array contents and
-``files_sha256`` over the saved files). Restoring checks both hashes, so a flipped byte is
-reported instead of being restored as garbage.
+``files_sha256`` over the saved files, and ``metadata_sha256`` over the rest of the JSON).
+Restoring checks all three, so a flipped byte or an edited value is reported instead of being
+restored as garbage.
 """
 
 import contextlib
@@ -38,6 +39,12 @@ def tree_sha256(tree) -> str:
     h.update(f"{arr.dtype.str}{arr.shape}".encode())
     h.update(np.ascontiguousarray(arr).tobytes())
   return h.hexdigest()
+
+
+def metadata_sha256(metadata: dict) -> str:
+  """sha256 of the metadata as canonical JSON (sorted keys), so any edit of a value shows."""
+  text = json.dumps(metadata, sort_keys=True, default=float, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()
 
 
 def files_sha256(directory: Path) -> dict:
@@ -112,7 +119,7 @@ class CheckpointStore:
     if jax.process_index() == 0:  # Orbax writes collectively; the hashes are written once
       step_dir = self.directory / str(int(step))
       metadata["files_sha256"] = files_sha256(step_dir / "state")
-      write_json(step_dir.joinpath(*_METADATA_FILE), metadata)
+      self._write_metadata(step, metadata)
     if jax.process_count() > 1:
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices(f"checkpoint {self.directory} {step}")
@@ -121,17 +128,30 @@ class CheckpointStore:
     """Adds ``extra`` to a saved step's metadata (e.g. test metrics known after saving)."""
     step = self._resolve(step)
     metadata = self.read_metadata(step) | extra
+    self._write_metadata(step, metadata)
+
+  def _write_metadata(self, step: int, metadata: dict) -> None:
+    metadata = {k: v for k, v in metadata.items() if k != "metadata_sha256"}
+    metadata["metadata_sha256"] = metadata_sha256(metadata)
     write_json(self.directory.joinpath(str(step), *_METADATA_FILE), metadata)
 
   def read_metadata(self, step=None) -> dict:
+    """The step's metadata, refused as damage when it differs from what was written."""
     step = self._resolve(step)
     path = self.directory.joinpath(str(step), *_METADATA_FILE)
     try:
-      return json.loads(path.read_text())
+      metadata = json.loads(path.read_text())
     except (OSError, ValueError) as e:
       raise CheckpointError(
           f"checkpoint metadata {path} is missing or unreadable ({e}); the checkpoint is "
           "damaged: retrain, or remove this step to fall back to an older one.") from e
+    expected = metadata.pop("metadata_sha256", None)  # absent in checkpoints of 0.1.0
+    if expected is not None and metadata_sha256(metadata) != expected:
+      raise CheckpointError(
+          f"checkpoint metadata {path} was changed after it was written (sha256 mismatch); "
+          "the checkpoint is damaged: retrain, or remove this step to fall back to an older "
+          "one.")
+    return metadata
 
   def saved_shapes(self, step=None):
     """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata."""
