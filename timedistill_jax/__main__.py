@@ -60,14 +60,60 @@ def _one_line(e: BaseException) -> str:
   return " ".join(str(chain[-1]).split()) or type(chain[-1]).__name__
 
 
+def _config_arg(argv):
+  """The value of ``--config`` in ``argv`` (None if absent)."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      return arg.split("=", 1)[1]
+    if arg == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def _unknown_key(argv, key: str) -> str | None:
+  """For a ``--config.a.b=v`` with a part ``key`` that does not exist: its group's keys."""
+  import importlib.util
+
+  value = _config_arg(argv)
+  paths = [a[len("--config."):].split("=", 1)[0] for a in argv if a.startswith("--config.")]
+  path = next((p for p in paths if key in p.split(".")), None)
+  if value is None or path is None:
+    return None
+  parts = path.split(".")
+  parents = parts[:parts.index(key)]
+  file, _, arg = value.partition(":")
+  spec = importlib.util.spec_from_file_location("_config_file", file)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  group = module.get_config(arg or None)
+  for part in parents:
+    group = group[part]
+  where = ".".join(parents) or "the config"
+  return f"unknown config key {path!r}; {where} has: {', '.join(sorted(group.keys()))}"
+
+
 def parse_flags(argv):
   """absl's parsing, with a bad config (argument, file or override) as one line, exit 2."""
+  value = _config_arg(argv)
+  if value is not None and not os.path.isfile(value.partition(":")[0]):
+    _fail(f"no config file {value.partition(':')[0]!r}: --config takes a name (student, "
+          "teacher, distill) or the path of a get_config file.")
   try:
     return flags.FLAGS(argv)
   except (flags.Error, ValueError, AttributeError, KeyError, TypeError) as e:
-    print(f"error: {_one_line(e)}", file=sys.stderr)
-    print(_USAGE, file=sys.stderr)
-    sys.exit(2)
+    message = _one_line(e)
+    if isinstance(e, KeyError) or message.strip("'") != message:
+      try:
+        message = _unknown_key(argv, message.strip("'")) or message
+      except Exception:  # the plain message is still right
+        pass
+    _fail(message)
+
+
+def _fail(message: str):
+  print(f"error: {message}", file=sys.stderr)
+  print(_USAGE, file=sys.stderr)
+  sys.exit(2)
 
 
 def main(argv):
