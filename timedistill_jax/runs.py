@@ -109,7 +109,8 @@ def check_teacher(config, splits, meta: dict, workdir: str) -> None:
   for key, label in (("name", "dataset"), ("seq_len", "input length"),
                      ("label_len", "label length (set --config.data.label_len)"),
                      ("pred_len", "horizon"), ("features", "features mode"),
-                     ("target", "target column")):
+                     ("target", "target column"),
+                     ("freq", "time-feature frequency (set --config.data.freq)")):
     if tdata[key] != d[key]:
       problems.append(f"{label} {tdata[key]!r} (this run: {d[key]!r})")
   if meta["data"]["num_channels"] != splits.num_channels:

@@ -44,6 +44,17 @@ def evaluate(eval_fn, variables, split, batch_size: int, max_batches: int = 0,
   return acc.result()
 
 
+def check_metrics(metrics: dict, split: str, when: str) -> None:
+  """A non-finite MSE or MAE over a split is an error, never a NaN in the results (MAPE and
+  MSPE are inf wherever a target is 0, as the reference's)."""
+  bad = [k for k in ("mse", "mae") if not np.isfinite(metrics[k])]
+  if bad:
+    raise NumericsError(
+        f"the {split} {', '.join(bad)} is {metrics[bad[0]]} at {when}: the model's forecasts "
+        f"overflowed on the {split} windows. Check the {split} rows of the data for extreme "
+        "values, or lower optim.lr.")
+
+
 def train_and_evaluate(config, workdir) -> dict:
   """Trains ``config`` in ``workdir`` and returns the test results (also in results.json).
 
@@ -234,6 +245,7 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
       train_metrics = {k: float(np.mean([float(x[k]) for x in losses])) for k in losses[0]}
       val = evaluate(run.eval_fn, runs.eval_variables(state), splits.val,
                      config.data.eval_batch_size, tcfg.max_eval_batches, par)
+      check_metrics(val, "validation", f"epoch {epoch + 1}")
       improved = val["mse"] < best_val
       if improved:
         best_val, bad_epochs, best_epoch = val["mse"], 0, epoch
@@ -262,6 +274,7 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
   variables = steps.model_variables(best_tree["params"]["model"], best_tree["batch_stats"])
   test = evaluate(run.eval_fn, par.replicate(variables), splits.test,
                   config.data.eval_batch_size, tcfg.max_eval_batches, par)
+  check_metrics(test, "test", f"the best epoch {best_meta['epoch'] + 1}")
   sample = runs.sample_batch(splits, min(32, len(splits.train)))
   predict = jax.jit(lambda v, b: steps.predict_step(v, b, model=run.model))
   results = {

@@ -262,11 +262,15 @@ def _check_values(frame: pd.DataFrame, columns: list[str], file) -> np.ndarray:
   if not all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
     table = table.apply(pd.to_numeric)  # text columns that hold only numbers
   values = table.to_numpy(np.float64)  # [N, C]
-  finite = np.isfinite(values)
+  # Training runs in float32: a value past its range would become inf after the cast.
+  with np.errstate(invalid="ignore"):
+    finite = np.abs(values) <= np.finfo(np.float32).max
   if not finite.all():
     row = int(np.argmax(~finite.all(axis=1)))
     c = int(np.argmax(~finite[row]))
-    kind = "an empty/NaN cell" if np.isnan(values[row, c]) else f"the value {values[row, c]}"
+    value = values[row, c]
+    kind = ("an empty/NaN cell" if np.isnan(value) else f"the value {value}" if np.isinf(value)
+            else f"the value {value:g}, beyond float32's range (about 3.4e38),")
     raise DataError(
         f"{file}: {kind} in column {columns[c]!r} at data row {row} (0-based, header excluded). "
         "The reference loaders do not fill gaps, and one non-finite value makes the scaler and "
