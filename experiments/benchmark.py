@@ -1,19 +1,21 @@
 r"""Parameters, inference latency, peak memory and train-step time of every model on a dataset's
-shape, with the paper's efficiency figures (PAPER.md s.4) beside the ratios.
+shape, with the paper's efficiency figures (docs/method.md, "Published numbers") beside the
+ratios. From the repository root:
 
-  python experiments/benchmark.py --dataset ecl                      # the paper's Fig. 2 shape
-  python experiments/benchmark.py --dataset etth1 --models dmlp,moderntcn --pred_len 336
+  python -m experiments.benchmark --dataset ecl                      # the paper's Fig. 2 shape
+  python -m experiments.benchmark --dataset etth1 --models dmlp,moderntcn --pred_len 336
 
-Every model is built with the reference's settings for the dataset (configs/), random weights
-and a random batch of the dataset's shape (C channels, L = 720, 4 time features), so ECL,
-Traffic and Solar shapes are measured without their files; the cost of a step does not depend on
-the values. Per model: parameters; inference at ``--batch`` (eval mode, jitted, median after
-warm-up, each call ended with ``block_until_ready``); XLA's peak memory of the compiled program
-(arguments + temporaries + outputs, from ``memory_analysis``; on a GPU also the allocator's
-peak); ms per jitted training step (forward, backward and Adam). A model slower than the time
-budget is timed fewer times (at least twice); one that does not fit in memory is reported as
-such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and ``.csv`` (``_L<l>`` and
-``_B<b>`` after the dataset when ``--seq_len`` is not 720 or ``--batch`` not 32).
+Every model is built with the reference's settings for the dataset (timedistill_jax.configs),
+random weights and a random batch of the dataset's shape (C channels, L = 720, 4 time
+features), so ECL, Traffic and Solar shapes are measured without their files; the cost of a
+step does not depend on the values. Per model: parameters; inference at ``--batch`` (eval
+mode, jitted, median after warm-up, each call ended with ``block_until_ready``); XLA's peak
+memory of the compiled program (arguments + temporaries + outputs, from ``memory_analysis``; on
+a GPU also the allocator's peak); ms per jitted training step (forward, backward and Adam). A
+model slower than the time budget is timed fewer times (at least twice); one that does not fit
+in memory is reported as such. Writes ``<out>/benchmark_<dataset>_H<h>_<platform>.md`` and
+``.csv`` (``_L<l>`` and ``_B<b>`` after the dataset when ``--seq_len`` is not 720 or ``--batch``
+not 32).
 """
 
 import csv
@@ -24,44 +26,28 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from configs import common, sweeps  # noqa: E402
-from configs import student as student_config  # noqa: E402
-from configs import teacher as teacher_config  # noqa: E402
-from timedistill_jax import steps  # noqa: E402
-from timedistill_jax.data import DATASETS  # noqa: E402
-from timedistill_jax.data.time_features import num_time_features  # noqa: E402
-from timedistill_jax.errors import ConfigError, TimeDistillError  # noqa: E402
-from timedistill_jax.models import build_model, count_params  # noqa: E402
-from timedistill_jax.train_state import create_train_state, make_optimizer  # noqa: E402
+from timedistill_jax import steps
+from timedistill_jax.configs import common, sweeps
+from timedistill_jax.configs import student as student_config
+from timedistill_jax.configs import teacher as teacher_config
+from timedistill_jax.data import DATASETS
+from timedistill_jax.data.time_features import num_time_features
+from timedistill_jax.errors import ConfigError, TimeDistillError
+from timedistill_jax.models import build_model, count_params
+from timedistill_jax.train_state import create_train_state, make_optimizer
 
 STUDENTS = ("dmlp", "mlp")
-_DATASET = flags.DEFINE_string("dataset", "ecl", "Dataset whose shape is used.")
-_MODELS = flags.DEFINE_list("models", list(STUDENTS + common.TEACHERS), "Models to measure.")
-_PRED_LEN = flags.DEFINE_integer("pred_len", 96, "Horizon H.")
-_SEQ_LEN = flags.DEFINE_integer("seq_len", 720, "Look-back L (the paper's: 720).")
-_BATCH = flags.DEFINE_integer("batch", 32, "Batch size (the paper's inference figures: 32).")
-_REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per figure, at most.")
-_BUDGET = flags.DEFINE_float("budget_s", 30.0, "Seconds of timed calls per figure, at most.")
-_TRAIN = flags.DEFINE_bool("train", True, "Also time the training step.")
 HOST_FRACTION = 0.35  # of the host's memory; see check_fits
-
-_HOST_FRACTION = flags.DEFINE_float(
-    "host_fraction", HOST_FRACTION, "CPU only: refuse a program whose XLA peak exceeds this fraction of "
-    "the host's memory (XLA:CPU allocates about twice its count; 0.4 fits ModernTCN on the ECL "
-    "shape at batch 32 on a 24 GiB host with nothing else running).")
-_OUT = flags.DEFINE_string("out", "results", "Folder for the tables.")
-_MERGE = flags.DEFINE_bool("merge", True, "Keep the rows of models not measured this time "
-                           "from an earlier table of the same setting.")
 
 
 def timed_ms(fn, *, repeats: int, budget_s: float) -> tuple:
-  """(median ms, calls) of ``fn`` after one warm-up call; stops early when over budget."""
+  """(median ms, calls) of ``fn`` after one warm-up call; stops early when over budget.
+
+  Not ``timing.median_ms``: a teacher on a big shape may take seconds a call, so the number of
+  calls is bounded by a time budget, and the count is reported with the figure."""
   jax.block_until_ready(fn())
   times = []
   start = time.perf_counter()
@@ -288,4 +274,21 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _DATASET = flags.DEFINE_string("dataset", "ecl", "Dataset whose shape is used.")
+  _MODELS = flags.DEFINE_list("models", list(STUDENTS + common.TEACHERS), "Models to measure.")
+  _PRED_LEN = flags.DEFINE_integer("pred_len", 96, "Horizon H.")
+  _SEQ_LEN = flags.DEFINE_integer("seq_len", 720, "Look-back L (the paper's: 720).")
+  _BATCH = flags.DEFINE_integer("batch", 32, "Batch size (the paper's inference figures: 32).")
+  _REPEATS = flags.DEFINE_integer("repeats", 20, "Timed calls per figure, at most.")
+  _BUDGET = flags.DEFINE_float("budget_s", 30.0, "Seconds of timed calls per figure, at most.")
+  _TRAIN = flags.DEFINE_bool("train", True, "Also time the training step.")
+  _HOST_FRACTION = flags.DEFINE_float(
+      "host_fraction", HOST_FRACTION, "CPU only: refuse a program whose XLA peak exceeds this "
+      "fraction of the host's memory (XLA:CPU allocates about twice its count; 0.4 fits ModernTCN "
+      "on the ECL shape at batch 32 on a 24 GiB host with nothing else running).")
+  _OUT = flags.DEFINE_string("out", "results", "Folder for the tables.")
+  _MERGE = flags.DEFINE_bool("merge", True, "Keep the rows of models not measured this time "
+                             "from an earlier table of the same setting.")
   app.run(main)

@@ -1,7 +1,9 @@
 r"""Steps per second of distill_step for 1, 2 and 4 devices under each parallel mode.
 
-  python experiments/benchmark_parallel.py --out runs/bench_parallel.json
-  python experiments/benchmark_parallel.py --devices 1 --batch 256      # on a GPU machine
+From the repository root:
+
+  python -m experiments.benchmark_parallel --out runs/bench_parallel.json
+  python -m experiments.benchmark_parallel --devices 1 --batch 256      # on a GPU machine
 
 On a CPU the devices are fake (``--xla_force_host_platform_device_count``): they share the
 machine's cores, so the figures show the overhead of each mode, not a speed-up. On a machine
@@ -21,27 +23,20 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-_DEVICES = flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
-_BATCH = flags.DEFINE_integer("batch", 32, "Global batch size.")
-_STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per mode.")
-_FAKE = flags.DEFINE_bool("fake_cpu_devices", True, "Fake CPU devices (off on a GPU machine).")
-_OUT = flags.DEFINE_string("out", "", "JSON file for the figures (optional).")
-_WORKER = flags.DEFINE_integer("worker", 0, "Internal: measure with this many devices.")
+ROOT = Path(__file__).resolve().parent.parent  # the workers run from here, as this module
 
 
-def measure(num_devices: int, batch: int, steps: int) -> dict:
+def measure(num_devices: int, batch: int, num_steps: int) -> dict:
   import functools
 
   import jax
   import ml_collections
 
-  from configs import common
-  from timedistill_jax import distill, parallel
+  from timedistill_jax import parallel, steps
+  from timedistill_jax.configs import common
   from timedistill_jax.models import build_model
-  from timedistill_jax.train_state import make_optimizer
+  from timedistill_jax.models.regressor import Regressor
+  from timedistill_jax.train_state import create_distill_state, make_optimizer
 
   rng = np.random.default_rng(0)
   L, H, C, F = 720, 96, 7, 4
@@ -65,21 +60,23 @@ def measure(num_devices: int, batch: int, steps: int) -> dict:
     par = parallel.DataParallel(mode)
     student = build_model(ml_collections.ConfigDict(dict(name="dmlp")), **dims,
                           axis_name=par.axis_name)
-    state = distill.create_distill_state(student, [teacher], make_optimizer(optim, 245, 100),
-                                         jax.random.PRNGKey(0), {k: v[:1] for k, v in host.items()})
-    body = functools.partial(distill.distill_step, student=student, teachers=(teacher,),
-                             regressor=distill.Regressor(student.feature_dim),
-                             loss=distill.LossConfig(1.0, 1.0), pred_len=H)
+    state = create_distill_state(student, [teacher], make_optimizer(optim, 245, 100),
+                                 jax.random.PRNGKey(0), {k: v[:1] for k, v in host.items()})
+    body = functools.partial(steps.distill_step, student=student, teachers=(teacher,),
+                             regressor=Regressor(student.feature_dim),
+                             loss=steps.LossConfig(1.0, 1.0), pred_len=H)
     step = par.compile_step(body, num_replicated=2)
     state, tv = par.replicate(state), par.replicate([t_vars])
     for _ in range(3):
       state, m = step(state, tv, par.shard(host))
     jax.block_until_ready(m)
+    # Throughput, not timing.median_ms: each step takes the state the last one returned, and
+    # the steps are dispatched back to back as in training, waited for once at the end.
     t = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(num_steps):
       state, m = step(state, tv, par.shard(host))
     jax.block_until_ready(m)
-    out[mode] = steps / (time.perf_counter() - t)
+    out[mode] = num_steps / (time.perf_counter() - t)
   return {"devices": num_devices, "platform": jax.devices()[0].platform,
           "steps_per_second": out}
 
@@ -95,8 +92,9 @@ def main(argv):
     if _FAKE.value:
       env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={n}"
       env["JAX_PLATFORMS"] = "cpu"
-    out = subprocess.run([sys.executable, __file__, f"--worker={n}", f"--batch={_BATCH.value}",
-                          f"--steps={_STEPS.value}"], env=env, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "experiments.benchmark_parallel",
+                          f"--worker={n}", f"--batch={_BATCH.value}", f"--steps={_STEPS.value}"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
     if out.returncode:
       raise SystemExit(out.stderr[-3000:])
     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -114,4 +112,12 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _DEVICES = flags.DEFINE_list("devices", ["1", "2", "4"], "Device counts to measure.")
+  _BATCH = flags.DEFINE_integer("batch", 32, "Global batch size.")
+  _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps per mode.")
+  _FAKE = flags.DEFINE_bool("fake_cpu_devices", True, "Fake CPU devices (off on a GPU machine).")
+  _OUT = flags.DEFINE_string("out", "", "JSON file for the figures (optional).")
+  _WORKER = flags.DEFINE_integer("worker", 0, "Internal: measure with this many devices.")
   app.run(main)

@@ -1,7 +1,9 @@
 r"""JAX against PyTorch on the same batch: numeric parity, then step times side by side.
 
+From the repository root:
+
   pip install -e .[torch]
-  TIMEDISTILL_DATA_DIR=/path/to/data python experiments/compare_pytorch.py \
+  TIMEDISTILL_DATA_DIR=/path/to/data python -m experiments.compare_pytorch \
       --out results/compare_pytorch.md
 
 1. Parity. The DMLP student, the regressor, the iTransformer teacher (ETTh1 settings) and the
@@ -34,7 +36,6 @@ try:
 except ImportError:
   torch = None
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _single_threaded_xla() -> None:
@@ -51,14 +52,17 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import ml_collections  # noqa: E402
 
-from configs import common  # noqa: E402
-from timedistill_jax import convert, distill, losses, steps  # noqa: E402
+from timedistill_jax import convert, losses, steps  # noqa: E402
+from timedistill_jax.configs import common  # noqa: E402
 from timedistill_jax.models import build_model  # noqa: E402
-from timedistill_jax.train_state import create_train_state, make_optimizer  # noqa: E402
+from timedistill_jax.models.regressor import Regressor  # noqa: E402
+from timedistill_jax.train_state import (create_distill_state, create_train_state,  # noqa: E402
+                                         make_optimizer)
 
 TORCH_MISSING = ("compare_pytorch.py needs torch: install the torch extra: "
                  "pip install -e .[torch]")
-TEACHER = dict(common.TEACHER_DEFAULTS["itransformer"], **common.TEACHER_MODEL["itransformer"]["etth1"])
+TEACHER = dict(common.TEACHER_DEFAULTS["itransformer"],
+               **common.TEACHER_MODEL["itransformer"]["etth1"])
 PARTS = ("sup", "pred_scale", "pred_period", "feat_scale", "feat_period", "loss")
 
 
@@ -98,16 +102,15 @@ class Pair:
         name=student, d_model=d_model, norm="non-stationary", moving_avg=25)), **sizes)
     self.teacher = build_model(ml_collections.ConfigDict(dict(name="itransformer", **teacher)),
                                **sizes)
-    self.loss = distill.LossConfig(alpha=alpha, beta=beta)
+    self.loss = steps.LossConfig(alpha=alpha, beta=beta)
     self.batch = {k: jnp.asarray(v) for k, v in batch.items()}
     key = jax.random.PRNGKey(seed)
     self.t_vars = jax.jit(lambda k: self.teacher.init(
         k, self.batch["x"][:1], self.batch["x_mark"][:1]))(jax.random.fold_in(key, 1))
     self.tx = make_optimizer(ml_collections.ConfigDict(dict(
         lr=lr, schedule="constant", weight_decay=0.0)), 1, 1)
-    self.state = distill.create_distill_state(self.student, [self.teacher], self.tx, key,
-                                              self.batch)
-    self.regressor = distill.Regressor(features=self.student.feature_dim)
+    self.state = create_distill_state(self.student, [self.teacher], self.tx, key, self.batch)
+    self.regressor = Regressor(features=self.student.feature_dim)
     self.lr = lr
 
     # PyTorch copies of the same weights.
@@ -150,7 +153,7 @@ def parity(pair: Pair) -> dict:
   def loss_fn(params, b):  # the body of distill_step, with its intermediate values returned
     variables = steps.model_variables(params["model"], state.batch_stats)
     pred_s, feats_s, _ = steps.apply_model(pair.student, variables, b, train=True, rng=rng)
-    (pred_t, hidden_t), = distill.teacher_outputs([pair.teacher], [pair.t_vars], b)
+    (pred_t, hidden_t), = steps.teacher_outputs([pair.teacher], [pair.t_vars], b)
     total, parts = losses.timedistill_loss(
         pred_s, pred_t, feats_s["hidden"], pair.regressor.apply(params["regressors"][0], hidden_t),
         steps.target_of(b, pair.pred_len, 0), alpha=loss.alpha, beta=loss.beta, mask=b["mask"])
@@ -160,7 +163,7 @@ def parity(pair: Pair) -> dict:
   grads, (pred_s, hid_s, pred_t, hid_t) = jax.jit(jax.grad(loss_fn, has_aux=True))(
       state.params, b)
   # The loss parts as the project's jitted distill_step reports them.
-  step = distill.jit_distill_step(pair.student, [pair.teacher], loss=loss, pred_len=pair.pred_len)
+  step = steps.jit_distill_step(pair.student, [pair.teacher], loss=loss, pred_len=pair.pred_len)
   _, metrics = step(jax.tree_util.tree_map(jnp.copy, state), [pair.t_vars], b)
 
   pair.t_student.train()
@@ -211,13 +214,13 @@ def step_runners(pair: Pair) -> dict:
                                     copy(pair.state.batch_stats), pair.tx, jax.random.PRNGKey(0))
   train = steps.jit_train_step(pair.student, pred_len=pair.pred_len, f_dim=0)
   box["online"] = copy(pair.state)
-  online = distill.jit_distill_step(pair.student, [pair.teacher], loss=pair.loss,
-                                    pred_len=pair.pred_len)
+  online = steps.jit_distill_step(pair.student, [pair.teacher], loss=pair.loss,
+                                  pred_len=pair.pred_len)
   box["cached"] = copy(pair.state)
   cached = jax.jit(functools.partial(
-      distill.cached_distill_step, student=pair.student, regressor=pair.regressor,
+      steps.cached_distill_step, student=pair.student, regressor=pair.regressor,
       loss=pair.loss, pred_len=pair.pred_len), donate_argnums=0)
-  (pred_t, hid_t), = jax.jit(lambda v, x: distill.teacher_outputs([pair.teacher], [v], x))(
+  (pred_t, hid_t), = jax.jit(lambda v, x: steps.teacher_outputs([pair.teacher], [v], x))(
       pair.t_vars, b)
   cached_batch = b | {"teacher_pred": (pred_t,), "teacher_hidden": (hid_t,)}
 
@@ -268,7 +271,8 @@ def _sync():
 def interleaved_medians(runners: dict, rounds: int, steps_per_round: int,
                         warmup: int = 5) -> dict:
   """Median ms per call; every runner takes ``steps_per_round`` calls in turn, ``rounds`` times,
-  so that a burst of background load falls on all of them alike."""
+  so that a burst of background load falls on all of them alike (hence not
+  ``timing.median_ms``, which times one function at a time)."""
   for fn in runners.values():
     for _ in range(warmup):
       fn()
@@ -298,7 +302,7 @@ def report(setting: str, parity_rows: dict, timing: dict, loads: tuple, threads:
   if timing_only:
     return "\n".join(timing_section(setting, timing, loads, threads)) + "\n"
   lines = ["# JAX vs PyTorch: parity and step times", "",
-           "`python experiments/compare_pytorch.py` (issue 8). " + setting + ".", "",
+           "`python -m experiments.compare_pytorch` (issue 8). " + setting + ".", "",
            "## Parity (float32, one batch, alpha = beta = 1, ETTh1 iTransformer settings)", "",
            "Largest absolute difference, JAX vs PyTorch with the same weights:", "",
            "| quantity | " + " | ".join(parity_rows) + " |",

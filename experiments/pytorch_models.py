@@ -1,12 +1,14 @@
 """Compact PyTorch versions of the student, the regressor, the iTransformer teacher and the
-TimeDistill loss, written from the equations (PAPER.md s.1.2-1.5) for
-``experiments/compare_pytorch.py`` and its test. Not used by the library.
+TimeDistill loss, written from the equations (docs/method.md, "Student", "Teachers and their
+features" and "Loss") for ``experiments.compare_pytorch`` and its test. Not used by the
+library.
 
 Module and parameter names follow the reference code (TimeDistill's ``models/DMLP.py``,
 ``models/MLP.py``, ``models/Regressor.py``, Time-Series-Library's ``models/iTransformer.py``), so
 ``timedistill_jax.convert.to_torch`` fills them from Flax variables and ``from_torch`` reads them
 back. The student has no ``.to('cuda')`` and the KL term gives 0 (not NaN) where a teacher
-probability underflows to 0, as ours does (PAPER.md s.8).
+probability underflows to 0, as ours does (docs/pytorch.md, "The reference code on this
+machine").
 """
 
 import math
@@ -154,7 +156,7 @@ class ITransformer(nn.Module):
     return self.projection(hidden).transpose(1, 2) * std + mean, hidden
 
 
-# -- the TimeDistill loss (PAPER.md s.1.5) ---------------------------------------------------
+# -- the TimeDistill loss (docs/method.md, "Loss") --------------------------------------------
 
 def _scale_mse(a, b, num_scales=3):  # pooled along the last axis
   total = F.mse_loss(a, b)

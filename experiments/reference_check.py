@@ -1,36 +1,32 @@
 r"""Checks our numbers against the reference PyTorch code measured on this machine kind.
 
-  python experiments/reference_check.py --workdir runs/reference_check          # everything
-  python experiments/reference_check.py --horizons 96 --seeds 2021 --workdir runs/quick
+From the repository root:
+
+  python -m experiments.reference_check --workdir runs/reference_check          # everything
+  python -m experiments.reference_check --horizons 96 --seeds 2021 --workdir runs/quick
 
 ETTh1, L=720, reference settings (lr 0.01, type1, patience 5, batch 32, D=512, non-stationary),
-iTransformer teacher (ETTh1 settings of PAPER.md s.2.4), alpha = beta = 1. For each horizon and
-seed: the teacher, the DMLP and the plain MLP without distillation, and both distilled from the
-teacher of the same seed. Finished runs are reused, so the script resumes where it stopped.
-Writes ``summary.csv`` (one row a run) and ``summary.md`` (mean +- std over seeds next to the
-reference's figures, PAPER.md s.8) in the workdir.
+iTransformer teacher (its ETTh1 settings, docs/method.md "Teacher settings"), alpha = beta =
+1. For each horizon and seed: the teacher, the DMLP and the plain MLP without distillation, and
+both distilled from the teacher of the same seed. Finished runs are reused, so the script
+resumes where it stopped. Writes ``summary.csv`` (one row a run) and ``summary.md`` (mean +-
+std over seeds next to the reference's figures, docs/pytorch.md "The reference code on this
+machine") in the workdir.
 """
 
 import csv
-import sys
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from timedistill_jax.configs import distill as distill_config
+from timedistill_jax.configs import student as student_config
+from timedistill_jax.configs import teacher as teacher_config
+from timedistill_jax.run import run
 
-from configs import distill as distill_config  # noqa: E402
-from configs import student as student_config  # noqa: E402
-from configs import teacher as teacher_config  # noqa: E402
-from timedistill_jax.run import run  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string("workdir", "runs/reference_check", "Folder for all runs.")
-_HORIZONS = flags.DEFINE_list("horizons", ["96", "336"], "Horizons.")
-_SEEDS = flags.DEFINE_list("seeds", ["2021", "2022", "2023"], "Seeds (H=96).")
-_LONG_SEEDS = flags.DEFINE_integer("long_horizon_seeds", 1, "Seeds used for H > 96.")
-
-# PAPER.md s.8: reference code, this machine kind; H=96 3-seed means, H=336 seed 2021.
+# docs/pytorch.md, "The reference code on this machine": H=96 3-seed means, H=336 seed 2021.
 REFERENCE = {
     96: {"teacher": (0.394, 0.424), "dmlp": (0.415, 0.436), "dmlp+kd": (0.371, 0.404),
          "mlp": (0.397, 0.425), "mlp+kd": (0.370, 0.401)},
@@ -45,7 +41,8 @@ def runs_for(h: int, seed: int, root: Path):
   teacher_dir = root / f"h{h}" / f"teacher_s{seed}"
   yield "teacher", teacher_config.get_config(arg + ",model=itransformer"), teacher_dir
   for student in ("dmlp", "mlp"):
-    yield student, student_config.get_config(arg + f",model={student}"), root / f"h{h}" / f"{student}_s{seed}"
+    yield (student, student_config.get_config(arg + f",model={student}"),
+           root / f"h{h}" / f"{student}_s{seed}")
     cfg = distill_config.get_config(arg + f",teacher=itransformer,student={student}")
     cfg.distill.alpha, cfg.distill.beta = 1.0, 1.0
     cfg.teacher.workdir = str(teacher_dir)
@@ -74,7 +71,7 @@ def main(argv):
     writer.writeheader()
     writer.writerows(rows)
 
-  lines = ["# ETTh1 against the reference PyTorch code (PAPER.md s.8)", "",
+  lines = ["# ETTh1 against the reference PyTorch code (docs/pytorch.md)", "",
            "L=720, iTransformer teacher, alpha = beta = 1, lr 0.01, type1, patience 5, batch 32. "
            "Test MSE / MAE, mean +- std over seeds; the reference's figures in brackets.", "",
            "| H | seeds | " + " | ".join(ROLES) + " |", "| --- | --- |" + " --- |" * len(ROLES)]
@@ -95,4 +92,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _WORKDIR = flags.DEFINE_string("workdir", "runs/reference_check", "Folder for all runs.")
+  _HORIZONS = flags.DEFINE_list("horizons", ["96", "336"], "Horizons.")
+  _SEEDS = flags.DEFINE_list("seeds", ["2021", "2022", "2023"], "Seeds (H=96).")
+  _LONG_SEEDS = flags.DEFINE_integer("long_horizon_seeds", 1, "Seeds used for H > 96.")
   app.run(main)

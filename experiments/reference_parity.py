@@ -1,16 +1,18 @@
 r"""Every teacher against the reference TimeDistill code: eval mode, training mode, gradients.
 
+From the repository root:
+
   pip install -e .[torch]
   git clone https://github.com/LingFengGold/TimeDistill /somewhere/TimeDistill   # outside
-  python experiments/reference_parity.py --reference_dir /somewhere/TimeDistill \
+  python -m experiments.reference_parity --reference_dir /somewhere/TimeDistill \
       --out results/reference_parity.md [--teachers patchtst,autoformer] [--seq_len 96]
 
-For each teacher, with its ETTh1 settings (``configs/teacher.py``): the reference model is built
+For each teacher, with its ETTh1 settings (the ``teacher`` config): the reference model is built
 from the clone with random weights, its state dict is converted (``convert.from_torch``), and on
 the same ETTh1 training batch the script reports the largest absolute differences of
 
 1. eval mode: the prediction and the distilled feature (the reference trainer's per-teacher
-   reshape, PAPER.md s.1.3, against our ``features["hidden"]``);
+   reshape, docs/method.md "Teachers and their features", against our ``features["hidden"]``);
 2. training mode with every dropout at 0 (what is left is what training computes differently:
    BatchNorm on batch statistics, Autoformer's batch-wide delays, ...): the prediction, the MSE
    loss, the gradient of every parameter (the reference's gradients converted like its weights)
@@ -26,28 +28,26 @@ attention module (reformer_pytorch, einops) are stubbed when missing: no teacher
 import argparse
 import contextlib
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 import types
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from experiments.compare_pytorch import real_batch  # noqa: E402
+from experiments.compare_pytorch import real_batch
+from timedistill_jax import convert
+from timedistill_jax.configs import teacher as teacher_config
+from timedistill_jax.models import build_model, count_params
+from timedistill_jax.models.layers import multiscale_conv
 
 try:
   import torch
 except ImportError:
   torch = None
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from configs import teacher as teacher_config  # noqa: E402
-from timedistill_jax import convert  # noqa: E402
-from timedistill_jax.models import build_model, count_params  # noqa: E402
-from timedistill_jax.models.layers import multiscale_conv  # noqa: E402
 
 TORCH_MISSING = ("reference_parity.py needs torch: install the torch extra: "
                  "pip install -e .[torch]")
@@ -109,6 +109,31 @@ def _no_hardcoded_dropout():
     yield
   finally:
     multiscale_conv.MIC_DROPOUT = saved
+
+
+def _register_reference_packages(ref_dir: Path) -> None:
+  """Makes each top-level folder of the clone (``models``, ``layers``, ``utils``, ...) an
+  importable package rooted there, so that the reference's own absolute imports (``from
+  layers.Embed import ...``) resolve inside the clone, which stays off the module search path."""
+  for folder in sorted(p for p in ref_dir.iterdir() if p.is_dir() and any(p.glob("*.py"))):
+    loaded = sys.modules.get(folder.name)
+    if loaded is not None:
+      if str(folder) in list(getattr(loaded, "__path__", [])):
+        continue  # registered by an earlier call
+      raise SystemExit(f"a module named {folder.name!r} is already imported from "
+                       f"{getattr(loaded, '__file__', None) or loaded}; the reference's "
+                       f"{folder} cannot be loaded under that name in this process")
+    init = folder / "__init__.py"
+    if init.is_file():
+      spec = importlib.util.spec_from_file_location(folder.name, init,
+                                                    submodule_search_locations=[str(folder)])
+    else:  # a folder without __init__.py, as Python would import it from the clone's root
+      spec = importlib.machinery.ModuleSpec(folder.name, None, is_package=True)
+      spec.submodule_search_locations = [str(folder)]
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[folder.name] = module
+    if spec.loader is not None:
+      spec.loader.exec_module(module)
 
 
 def _stub_optional_imports() -> None:
@@ -212,7 +237,7 @@ def markdown(rows, seq_len: int, pred_len: int, batch: int, source: str) -> str:
       "`convert.from_torch`. Largest absolute differences; training mode has every dropout at "
       "0; gradients of the MSE loss w.r.t. every parameter (the largest gradient in brackets); "
       "BatchNorm running statistics after that step. Written by "
-      "`experiments/reference_parity.py`.", "",
+      "`python -m experiments.reference_parity`.", "",
       "| teacher | params ours / reference | eval pred | eval feature | train pred | "
       "train loss | gradients | running stats |",
       "| --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -251,7 +276,7 @@ def main(argv=None) -> int:
   if unknown:
     print(f"unknown teacher(s) {', '.join(unknown)}; choose from {', '.join(REFERENCE_NAMES)}")
     return 1
-  sys.path.insert(0, str(ref_dir))
+  _register_reference_packages(ref_dir)
   _stub_optional_imports()
   longest_label = 96  # MICN's; the others use 48 and take the tail of the time features
   batch, source = real_batch(opts.batch, opts.seq_len, opts.pred_len, longest_label)

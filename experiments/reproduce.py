@@ -1,11 +1,12 @@
-r"""Runs one of the paper's grids (configs/sweeps.py) and writes its tables and plots.
+r"""Runs one of the paper's grids (timedistill_jax/configs/sweeps.py) and writes its tables and
+plots. From the repository root:
 
-  python experiments/reproduce.py --sweep main --datasets etth1,etth2 --seeds 3
-  python experiments/reproduce.py --sweep main --datasets ettm1 --horizons 96,336 --seeds 1
-  python experiments/reproduce.py --sweep ablation --datasets etth1 --horizons 96
-  python experiments/reproduce.py --sweep sensitivity --datasets etth1 --variants a1_b0.5
-  python experiments/reproduce.py --sweep early_teacher --datasets etth1 --horizons 720
-  python experiments/reproduce.py --report_only          # tables and plots from finished runs
+  python -m experiments.reproduce --sweep main --datasets etth1,etth2 --seeds 3
+  python -m experiments.reproduce --sweep main --datasets ettm1 --horizons 96,336 --seeds 1
+  python -m experiments.reproduce --sweep ablation --datasets etth1 --horizons 96
+  python -m experiments.reproduce --sweep sensitivity --datasets etth1 --variants a1_b0.5
+  python -m experiments.reproduce --sweep early_teacher --datasets etth1 --horizons 720
+  python -m experiments.reproduce --report_only          # tables and plots from finished runs
 
 For every (dataset, horizon, seed) it trains each teacher, then the plain MLP student, then the
 MLP distilled from each teacher (one run per distillation variant). A run whose folder holds
@@ -30,32 +31,13 @@ from pathlib import Path
 from absl import app, flags, logging
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from configs import common  # noqa: E402
-from configs import distill as distill_config  # noqa: E402
-from configs import student as student_config  # noqa: E402
-from configs import sweeps  # noqa: E402
-from configs import teacher as teacher_config  # noqa: E402
-from timedistill_jax import report  # noqa: E402
-from timedistill_jax.errors import ConfigError, TimeDistillError  # noqa: E402
-
-_SWEEP = flags.DEFINE_string("sweep", "main", f"One of {', '.join(sweeps.SWEEPS)}.")
-_DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.")
-_HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
-_TEACHERS = flags.DEFINE_list("teachers", None,
-                              "Teachers to distil from (default: the sweep's); any known one.")
-_VARIANTS = flags.DEFINE_list("variants", None,
-                              "Subset of the sweep's distillation variants (e.g. no_feature).")
-_SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
-_SEED = flags.DEFINE_integer("seed", None, "Only this seed of 2021...2025 (instead of --seeds): "
-                             "e.g. a later seed on a second machine.")
-_STUDENT = flags.DEFINE_string("student", None, "Student model (default: the sweep's, dmlp).")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Root folder of the runs.")
-_RESULTS = flags.DEFINE_string("results", "results", "Folder for summary.csv, RESULTS.md, plots.")
-_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite tables and plots.")
-_PLOTS = flags.DEFINE_bool("plots", True, "Write the PNG plots.")
-_SMOKE = flags.DEFINE_bool("smoke", False, "A few steps a run: checks a set-up in seconds.")
+from experiments.reporting import report, summary
+from timedistill_jax.configs import common
+from timedistill_jax.configs import distill as distill_config
+from timedistill_jax.configs import student as student_config
+from timedistill_jax.configs import sweeps
+from timedistill_jax.configs import teacher as teacher_config
+from timedistill_jax.errors import ConfigError, TimeDistillError
 
 
 @dataclasses.dataclass
@@ -145,9 +127,9 @@ def job_row(job: Job, results: dict) -> dict:
   alpha = beta = None
   if job.role == "distilled":
     alpha, beta = job.config.distill.alpha, job.config.distill.beta
-  return report.result_row(job.run, results, role=job.role, dataset=job.dataset,
-                           horizon=job.horizon, seed=job.seed, teacher=job.teacher,
-                           variant=job.variant, alpha=alpha, beta=beta)
+  return summary.result_row(job.run, results, role=job.role, dataset=job.dataset,
+                            horizon=job.horizon, seed=job.seed, teacher=job.teacher,
+                            variant=job.variant, alpha=alpha, beta=beta)
 
 
 def run_jobs(jobs, root: Path, write) -> list:
@@ -213,12 +195,12 @@ def main(argv):
     sys.exit(2)
 
   def write(plots: bool) -> None:
-    rows = report.merge_rows(report.read_summary(results_dir / "summary.csv"),
-                             finished_rows(jobs, root))
-    report.write_summary(results_dir / "summary.csv", rows)
+    rows = summary.merge_rows(summary.read_summary(results_dir / "summary.csv"),
+                              finished_rows(jobs, root))
+    summary.write_summary(results_dir / "summary.csv", rows)
     report.write_results_md(rows, results_dir / "RESULTS.md", sweeps_module=sweeps)
     if plots and _PLOTS.value:
-      from timedistill_jax import plots as plotting  # matplotlib only when plotting
+      from experiments.reporting import plots as plotting  # matplotlib only when plotting
       plotting.write_plots(rows, root, results_dir / "plots")
 
   failures = [] if _REPORT_ONLY.value else run_jobs(jobs, root, write)
@@ -233,4 +215,22 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _SWEEP = flags.DEFINE_string("sweep", "main", f"One of {', '.join(sweeps.SWEEPS)}.")
+  _DATASETS = flags.DEFINE_list("datasets", None, "Subset of the sweep's datasets.")
+  _HORIZONS = flags.DEFINE_list("horizons", None, "Subset of the sweep's horizons.")
+  _TEACHERS = flags.DEFINE_list("teachers", None,
+                                "Teachers to distil from (default: the sweep's); any known one.")
+  _VARIANTS = flags.DEFINE_list("variants", None,
+                                "Subset of the sweep's distillation variants (e.g. no_feature).")
+  _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (first N of 2021...2025).")
+  _SEED = flags.DEFINE_integer("seed", None, "Only this seed of 2021...2025 (instead of --seeds): "
+                               "e.g. a later seed on a second machine.")
+  _STUDENT = flags.DEFINE_string("student", None, "Student model (default: the sweep's, dmlp).")
+  _WORKDIR = flags.DEFINE_string("workdir", "runs/reproduce", "Root folder of the runs.")
+  _RESULTS = flags.DEFINE_string("results", "results", "Folder for summary.csv, RESULTS.md, plots.")
+  _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite tables and plots.")
+  _PLOTS = flags.DEFINE_bool("plots", True, "Write the PNG plots.")
+  _SMOKE = flags.DEFINE_bool("smoke", False, "A few steps a run: checks a set-up in seconds.")
   app.run(main)

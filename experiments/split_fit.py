@@ -6,7 +6,9 @@ it. Works for teachers, plain students and distilled students alike (any run fol
 ``checkpoints/best``); metrics over every window, the last batch padded and masked, in
 standardised space, evaluated as the run was, so the test column equals its ``results.json``.
 
-  TIMEDISTILL_DATA_DIR=/path/to/data python experiments/split_fit.py \
+From the repository root:
+
+  TIMEDISTILL_DATA_DIR=/path/to/data python -m experiments.split_fit \
       runs/reproduce/etth1_H720/s2023/teacher_moderntcn runs/reproduce/etth1_H720/s2023/dmlp \
       --table results/split_fit_etth1_H720.md
 
@@ -14,19 +16,13 @@ Prints a Markdown table and, with ``--table``, writes it with a CSV beside it.
 """
 
 import csv
-import os
-import sys
 from pathlib import Path
 
-from absl import app, flags, logging
 import ml_collections
+from absl import app, flags, logging
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from timedistill_jax import runs, steps, trainer
 
-from timedistill_jax import steps, trainer  # noqa: E402
-from timedistill_jax.checkpoints import load_teacher  # noqa: E402
-
-_TABLE = flags.DEFINE_string("table", "", "Markdown file to write (a .csv goes beside it).")
 
 SPLITS = ("train", "val", "test")
 
@@ -34,11 +30,11 @@ SPLITS = ("train", "val", "test")
 def split_fit(workdir) -> dict:
   """``{"run", "model", "train_mse", "train_mae", "val_mse", ..., "test_mae"}`` of one run,
   evaluated as the run itself evaluated (its eval batch; every window unless a smoke run)."""
-  loaded = load_teacher(workdir)
+  loaded = runs.restore_run(workdir)
   config = ml_collections.ConfigDict(loaded.metadata["config"])
-  splits = trainer.load_splits(config)
+  splits = runs.load_splits(config)
   eval_fn = steps.jit_eval_step(loaded.model, pred_len=config.data.pred_len,
-                                f_dim=trainer.f_dim_of(config))
+                                f_dim=runs.f_dim_of(config))
   row = dict(run=str(workdir), model=config.model.name)
   for name in SPLITS:
     metrics = trainer.evaluate(eval_fn, loaded.variables, getattr(splits, name),
@@ -75,4 +71,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _TABLE = flags.DEFINE_string("table", "", "Markdown file to write (a .csv goes beside it).")
   app.run(main)

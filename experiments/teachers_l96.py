@@ -2,13 +2,14 @@ r"""Our side of the teachers-vs-reference check at look-back 96 (ETTh1, H = 96).
 
 At L = 720 the heavy teachers cost seconds per training step on a CPU, so the side-by-side
 accuracy check runs at L = 96 with otherwise the reference's ETTh1 settings
-(configs/teacher.py). For each teacher this trains it, distils a plain MLP from it
-(configs/distill.py) and, once, trains the undistilled MLP (configs/student.py); then it writes
-a CSV (and prints a Markdown table) from the workdirs, next to the reference's figures read from a CSV
-(columns: teacher, mse, mae, epochs, ms_per_step, inference_ms), which are measured with the
-reference's own run.py in a scratch folder (see results/teachers_l96.md).
+(the ``teacher`` config). For each teacher this trains it, distils a plain MLP from it (the
+``distill`` config) and, once, trains the undistilled MLP (the ``student`` config); then it
+writes a CSV (and prints a Markdown table) from the workdirs, next to the reference's figures
+read from a CSV (columns: teacher, mse, mae, epochs, ms_per_step, inference_ms), which are
+measured with the reference's own run.py in a scratch folder (see results/teachers_l96.md).
+From the repository root:
 
-  TIMEDISTILL_DATA_DIR=/path/to/data python experiments/teachers_l96.py \
+  TIMEDISTILL_DATA_DIR=/path/to/data python -m experiments.teachers_l96 \
       --teachers=timemixer,timesnet --epochs=3 --root=runs/teachers_l96 \
       --reference_csv=ref_l96.csv --out=results/teachers_l96
 
@@ -18,25 +19,13 @@ reference's own run.py in a scratch folder (see results/teachers_l96.md).
 import csv
 import json
 import os
-import sys
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from timedistill_jax.configs import distill as distill_config
+from timedistill_jax.configs import student as student_config
+from timedistill_jax.configs import teacher as teacher_config
 
-from configs import distill as distill_config  # noqa: E402
-from configs import student as student_config  # noqa: E402
-from configs import teacher as teacher_config  # noqa: E402
-
-_TEACHERS = flags.DEFINE_list("teachers", ["timemixer", "timesnet", "patchtst", "micn",
-                                           "fedformer", "autoformer"], "Teachers, in order.")
-_EPOCHS = flags.DEFINE_integer("epochs", 3, "Teacher epochs (the reference's are 10).")
-_SEED = flags.DEFINE_integer("seed", 2021, "Seed (the reference's fix_seed is 2021).")
-_SEQ_LEN = flags.DEFINE_integer("seq_len", 96, "Look-back L.")
-_ROOT = flags.DEFINE_string("root", "runs/teachers_l96", "Folder for the workdirs.")
-_REFERENCE = flags.DEFINE_string("reference_csv", "", "The reference's figures (optional).")
-_OUT = flags.DEFINE_string("out", "results/teachers_l96", "Output stem (.csv is added).")
-_TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rebuild the table.")
 
 FIELDS = ["row", "teacher", "side", "mse", "mae", "rel_diff_mse_pct", "epochs",
           "ms_per_step", "inference_ms_b32"]
@@ -142,4 +131,15 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  # The command's flags, defined only when it runs: the experiment modules are imported
+  # together (tests, tools) and several flag names recur among them.
+  _TEACHERS = flags.DEFINE_list("teachers", ["timemixer", "timesnet", "patchtst", "micn",
+                                             "fedformer", "autoformer"], "Teachers, in order.")
+  _EPOCHS = flags.DEFINE_integer("epochs", 3, "Teacher epochs (the reference's are 10).")
+  _SEED = flags.DEFINE_integer("seed", 2021, "Seed (the reference's fix_seed is 2021).")
+  _SEQ_LEN = flags.DEFINE_integer("seq_len", 96, "Look-back L.")
+  _ROOT = flags.DEFINE_string("root", "runs/teachers_l96", "Folder for the workdirs.")
+  _REFERENCE = flags.DEFINE_string("reference_csv", "", "The reference's figures (optional).")
+  _OUT = flags.DEFINE_string("out", "results/teachers_l96", "Output stem (.csv is added).")
+  _TABLE_ONLY = flags.DEFINE_bool("table_only", False, "Only rebuild the table.")
   app.run(main)

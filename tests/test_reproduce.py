@@ -1,6 +1,6 @@
-"""The paper's grids (configs/sweeps.py), the grid runner, its report, and the benchmark."""
+"""The paper's grids (timedistill_jax.configs.sweeps), the grid runner, its report, and the
+benchmark."""
 
-import importlib.util
 import math
 import os
 import shutil
@@ -11,24 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import common, sweeps
-from timedistill_jax import report
+from experiments import benchmark, reproduce, split_fit
+from experiments.reporting import report, summary, tables
+from timedistill_jax.configs import common, sweeps
 from timedistill_jax.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script(name):
-  spec = importlib.util.spec_from_file_location(f"experiments_{name}",
-                                                ROOT / "experiments" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-reproduce = _script("reproduce")
-benchmark = _script("benchmark")
-split_fit = _script("split_fit")
 
 
 def test_sweeps_cover_the_papers_grids():
@@ -144,7 +132,7 @@ def test_main_table_means_improvements_and_horizon_average(tmp_path):
                _row(f"m{h}{seed}", "mlp", seed, base + 0.1 + eps, h),
                _row(f"d{h}{seed}", "distilled", seed, base - 0.05 + eps, h, "dmlp",
                     "itransformer", "full")]
-  table = report.main_table(rows, "itransformer", sweeps.PAPER_AVERAGES)
+  table = tables.main_table(rows, "itransformer", sweeps.PAPER_AVERAGES)
   lines = table.splitlines()
   # H=96: MLP 0.51 +- 0.01, distilled 0.36 +- 0.01: (0.51 - 0.36) / 0.51 = 29.4 %.
   h96 = next(line for line in lines if "| 96 |" in line)
@@ -153,11 +141,11 @@ def test_main_table_means_improvements_and_horizon_average(tmp_path):
   assert "0.410 ± 0.010" in avg  # distilled: mean over H per seed, then over seeds
   assert "| paper avg |" in lines[-1] and "0.429" in lines[-1] and "0.468" in lines[-1]
   path = tmp_path / "summary.csv"
-  report.write_summary(path, rows)
-  back = report.read_summary(path)
+  summary.write_summary(path, rows)
+  back = summary.read_summary(path)
   assert len(back) == len(rows) and math.isclose(
       sum(r["test_mse"] for r in back), sum(r["test_mse"] for r in rows))
-  merged = report.merge_rows(back, [_row("t962021", "teacher", 2021, 9.0)])
+  merged = summary.merge_rows(back, [_row("t962021", "teacher", 2021, 9.0)])
   assert len(merged) == len(rows) and any(r["test_mse"] == 9.0 for r in merged)
 
 
@@ -166,22 +154,22 @@ def test_tables_compare_a_teacher_with_the_mlp_of_its_own_seeds():
   rows = [_row(f"m{s}", "mlp", s, mse) for s, mse in ((2021, 0.5), (2022, 0.7), (2023, 0.9))]
   rows += [_row("t2021", "teacher", 2021, 0.45, model="moderntcn"),
            _row("d2021", "distilled", 2021, 0.4, teacher="moderntcn", variant="full")]
-  h96 = next(line for line in report.main_table(rows, "moderntcn", {}).splitlines()
+  h96 = next(line for line in tables.main_table(rows, "moderntcn", {}).splitlines()
              if "| 96 |" in line)
   assert "| 0.500 | 0.250 |" in h96 and "+20.0%" in h96 and "+11.1%" in h96
-  table = report.teachers_table(rows, ["moderntcn"])
+  table = tables.teachers_table(rows, ["moderntcn"])
   assert "| 0.700 ± 0.163 | 0.450 → 0.400 (+20.0%) |" in table
   ablated = rows + [_row("n2021", "distilled", 2021, 0.38, teacher="moderntcn",
                           variant="no_feature")]
   full_and_no_feature = [v for v in sweeps.ABLATION_VARIANTS if v.name in ("full", "no_feature")]
-  ablation = report.variants_table(ablated, "moderntcn", full_and_no_feature)
+  ablation = tables.variants_table(ablated, "moderntcn", full_and_no_feature)
   assert "| etth1 | H=96; 1 seed | 0.500 | 0.400 | 0.380 |" in ablation
   # Variants that did not run get no column.
-  assert report.variants_table(ablated, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
+  assert tables.variants_table(ablated, "moderntcn", sweeps.ABLATION_VARIANTS) == ablation
   # With two horizons, the ± is over seeds of each seed's mean over H, not over all runs.
   rows += [_row(f"m{s}b", "mlp", s, mse, h=192) for s, mse in ((2021, 0.7), (2022, 0.9),
                                                                (2023, 1.1))]
-  assert "| etth1 | 0.800 ± 0.163 |" in report.teachers_table(rows, ["moderntcn"])
+  assert "| etth1 | 0.800 ± 0.163 |" in tables.teachers_table(rows, ["moderntcn"])
 
 
 def test_teacher_variety_averages_only_the_seeds_that_ran_every_horizon():
@@ -192,11 +180,11 @@ def test_teacher_variety_averages_only_the_seeds_that_ran_every_horizon():
     rows += [_row(f"m{h}{s}", "mlp", s, base + 0.1, h=h),
              _row(f"t{h}{s}", "teacher", s, base + 0.2, h=h, model="moderntcn"),
              _row(f"d{h}{s}", "distilled", s, base, h=h, teacher="moderntcn", variant="full")]
-  table = report.teachers_table(rows, ["moderntcn"])
+  table = tables.teachers_table(rows, ["moderntcn"])
   assert "| etth1 | 0.400 | 0.500 → 0.300 (+25.0%) |" in table
   # So does the efficiency table: two runs of seed 2021, MSE 0.4 and 0.6.
   assert "| etth1 | moderntcn | teacher | 2 | 10 | 0.50 | 1.0 | 0.500 |" in (
-      report.efficiency_table(rows))
+      tables.efficiency_table(rows))
 
 
 def test_a_model_no_seed_of_which_ran_every_horizon_gets_no_average(recwarn):
@@ -207,10 +195,10 @@ def test_a_model_no_seed_of_which_ran_every_horizon_gets_no_average(recwarn):
     rows += [_row(f"m{h}", "mlp", s, 0.5, h=h),
              _row(f"t{h}", "teacher", s, 0.6, h=h, model="moderntcn"),
              _row(f"d{h}", "distilled", s, 0.4, h=h, teacher="moderntcn", variant="full")]
-  assert report.groups(rows) == {}
+  assert tables.groups(rows) == {}
   # Each table keeps its header alone.
-  assert report.efficiency_table(rows).count("\n") == 1
-  assert report.teachers_table(rows, ["moderntcn"]).count("\n") == 1
+  assert tables.efficiency_table(rows).count("\n") == 1
+  assert tables.teachers_table(rows, ["moderntcn"]).count("\n") == 1
   assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
 
 
@@ -221,13 +209,13 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
   rows += [_row(f"d{s}", "distilled", s, mse, teacher="moderntcn", variant="full")
            for s, mse in ((2021, 0.3), (2022, 0.45))]
   rows.append(_row("nf", "distilled", 2022, 0.42, teacher="moderntcn", variant="no_feature"))
-  table = report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS)
+  table = tables.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS)
   assert "| dataset | runs | MLP | full | no_feature |" in table
   assert "| etth1 | H=96; 1 seed | 0.700 | 0.450 | 0.420 |" in table
   # A dataset where only the main grid's "full" ran gets no row.
   rows.append(dict(_row("e", "distilled", 2021, 0.3, teacher="moderntcn", variant="full"),
                    dataset="etth2"))
-  assert report.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
+  assert tables.variants_table(rows, "moderntcn", sweeps.ABLATION_VARIANTS) == table
   # H=192 ran both variants at both seeds; seed 2021 never ran no_feature at H=96, so its
   # H=192 runs are left out: they would pull seed 2021's average towards H=192.
   for s, full, nf, mlp in ((2021, 0.6, 0.5, 0.8), (2022, 0.65, 0.62, 0.9)):
@@ -235,7 +223,7 @@ def test_variants_table_compares_variants_at_the_points_all_of_them_ran():
              _row(f"nf192{s}", "distilled", s, nf, h=192, teacher="moderntcn",
                   variant="no_feature"),
              _row(f"m192{s}", "mlp", s, mlp, h=192)]
-  assert "| etth1 | H=96, 192; 1 seed | 0.800 | 0.550 | 0.520 |" in report.variants_table(
+  assert "| etth1 | H=96, 192; 1 seed | 0.800 | 0.550 | 0.520 |" in tables.variants_table(
       rows, "moderntcn", sweeps.ABLATION_VARIANTS)
 
 
@@ -271,17 +259,17 @@ def test_validation_pick_table_picks_by_validation_and_shows_the_best_on_test(tm
            for v in grid for h in (336, 720)]
   # Seed 2022 ran one pair of the grid only: no point of the table.
   rows.append(kd("x", 2022, 0.1, 96, "a1_b1", 0.1, 1.0, 1.0))
-  table = report.validation_pick_table(rows, "itransformer", names)
+  table = tables.validation_pick_table(rows, "itransformer", names)
   assert "| etth1 | 96 | 1 | 0.350 | a0.1_b0.1 | 0.500 | a2_b2 | 0.350 |" in table
   assert "| etth1 | 336 | 1 | 0.400 | " in table
   assert "| etth1 | average of 4 H | | 0.375 | | 0.475 | | 0.400 |" in table
   assert "| etth1 | one pair for all 4 H | 1 | 0.375 | a0.1_b0.1 | 0.475 | a2_b2 | 0.400 |" in table
   # Rows from before the val_mse column (blank, read back as None) are left out.
   path = tmp_path / "summary.csv"
-  report.write_summary(path, rows + [_row("m", "mlp", 2021, 0.6)])
-  back = report.read_summary(path)
+  summary.write_summary(path, rows + [_row("m", "mlp", 2021, 0.6)])
+  back = summary.read_summary(path)
   assert next(r for r in back if r["run"] == "m")["val_mse"] is None
-  assert report.validation_pick_table(back, "itransformer", names) == table
+  assert tables.validation_pick_table(back, "itransformer", names) == table
   md = report.write_results_md(back, tmp_path / "RESULTS.md", sweeps_module=sweeps).read_text()
   assert "## Alpha / beta picked by validation MSE, itransformer teacher" in md
 
@@ -298,7 +286,7 @@ def test_a_teacher_variant_gets_its_own_table_and_stays_out_of_the_others(tmp_pa
     rows += [_row(f"te{seed}", "teacher", seed, 0.9, 720, "moderntcn", "moderntcn", "e1"),
              _row(f"de{seed}", "distilled", seed, 0.55 + (seed - 2021) / 100, 720,
                   teacher="moderntcn", variant="e1")]
-  table = report.teacher_variant_table(rows, "moderntcn", "e1")
+  table = tables.teacher_variant_table(rows, "moderntcn", "e1")
   assert "| dataset | H | seeds | MLP | teacher | teacher (e1) | MLP + TimeDistill |" in table
   assert "| etth1 | 720 | 2 | 0.710 ± 0.010 | 0.610 ± 0.010 | 0.900 ± 0.000 | " \
          "0.620 ± 0.010 | 0.555 ± 0.005 |" in table
@@ -324,8 +312,8 @@ def test_a_second_student_gets_its_own_table_and_stays_out_of_the_main_one(tmp_p
                                                                              (192, 0.4))]
   rows += [_row(f"pd{h}", "distilled", 2021, base, h, model="mlp", teacher="moderntcn",
                 variant="full") for h, base in ((96, 0.2), (192, 0.3))]
-  assert report.students(rows) == ["dmlp", "mlp"]
-  table = report.student_table(rows, "moderntcn", ["dmlp", "mlp"])
+  assert summary.students(rows) == ["dmlp", "mlp"]
+  table = tables.student_table(rows, "moderntcn", ["dmlp", "mlp"])
   assert "| dataset | H | seeds | teacher | dmlp | dmlp + TimeDistill | mlp | mlp + TimeDistill |" \
       in table
   # Only the points where both students ran: seed 2021.
@@ -364,10 +352,10 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path, monkeypat
     assert math.isclose(fit["test_mse"], row["test_mse"], rel_tol=1e-5)
     assert all(np.isfinite(fit[f"{s}_mae"]) for s in split_fit.SPLITS)
   assert "| train MSE / MAE |" in split_fit.table([fit])
-  report.write_summary(results / "summary.csv", rows)
+  summary.write_summary(results / "summary.csv", rows)
   text = report.write_results_md(rows, results / "RESULTS.md", sweeps_module=sweeps).read_text()
   assert "## Main table, itransformer teacher" in text and "| synthetic | 96 | 1 |" in text
-  from timedistill_jax import plots
+  from experiments.reporting import plots
   written = plots.write_plots(rows, root, results / "plots")
   assert {p.name for p in written} == {"forecast_synthetic_H96.png", "curves_synthetic_H96.png",
                                        "efficiency_synthetic.png"}
@@ -377,7 +365,7 @@ def test_grid_runs_skips_finished_runs_and_writes_the_report(tmp_path, monkeypat
   # was, with the reason; the report goes on.
   def missing(config):
     raise DataError(f"dataset {config.data.name!r}: file not found")
-  monkeypatch.setattr(plots.trainer, "load_splits", missing)
+  monkeypatch.setattr(plots.runs, "load_splits", missing)
   rewritten = plots.write_plots(rows, root, results / "plots")
   assert {p.name for p in rewritten} == {"curves_synthetic_H96.png", "efficiency_synthetic.png"}
   assert "left forecast for synthetic H=96 as it was: dataset 'synthetic'" in (
@@ -432,8 +420,8 @@ def test_benchmark_refuses_a_program_over_the_hosts_memory_fraction():
   with pytest.raises(MemoryError, match="over 35% of this host's.*--host_fraction"):
     benchmark.check_fits(0.38 * host_mb, "inference")
   benchmark.check_fits(0.38 * host_mb, "inference", host_fraction=0.4)  # the user's choice
-  done = subprocess.run([sys.executable, str(ROOT / "experiments" / "benchmark.py"),
-                         "--host_fraction=1.5"], cwd=ROOT, capture_output=True, text=True)
+  done = subprocess.run([sys.executable, "-m", "experiments.benchmark", "--host_fraction=1.5"],
+                        cwd=ROOT, capture_output=True, text=True)
   assert done.returncode == 2 and "--host_fraction=1.5 is not a share" in done.stderr
   assert "Traceback" not in done.stderr
 

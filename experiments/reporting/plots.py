@@ -1,6 +1,7 @@
 """PNG plots of finished runs: a forecast window, training curves, the efficiency scatter.
 
-Needs matplotlib (``pip install -e .[plots]``); imported only by the report writers.
+Needs matplotlib (``pip install -e .[plots]``); imported only by the report writers, never by
+the ``timedistill_jax`` core.
 """
 
 import sys
@@ -10,8 +11,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from timedistill_jax import report, steps, trainer
-from timedistill_jax.checkpoints import load_teacher
+from experiments.reporting import summary, tables
+from timedistill_jax import runs, steps
 from timedistill_jax.errors import ConfigError, DataError
 
 
@@ -34,16 +35,16 @@ def forecast_plot(workdirs: dict, path, *, window: int | None = None, channel: i
   plt = _pyplot()
   preds, truth, past, cached = {}, None, None, {}
   for label, workdir in workdirs.items():
-    loaded = load_teacher(workdir)
+    loaded = runs.restore_run(workdir)
     config = ml_collections.ConfigDict(loaded.metadata["config"])
     key = (config.data.name, config.data.seq_len, config.data.label_len, config.data.pred_len)
     if key not in cached:  # teachers may read another label_len; x and y are the same rows
-      cached[key] = trainer.load_splits(config).test
+      cached[key] = runs.load_splits(config).test
     split = cached[key]
     i = len(split) // 2 if window is None else window
     batch = split.get_batch(np.array([i])) | {"mask": np.ones(1, np.float32)}
     pred = jax.jit(lambda v, b, m=loaded.model: steps.predict_step(v, b, model=m))(
-        loaded.variables, trainer.host_batch(batch))
+        loaded.variables, runs.host_batch(batch))
     h = config.data.pred_len
     preds[label] = np.asarray(pred)[0, :, channel]
     truth = batch["y"][0, -h:, channel]
@@ -69,7 +70,7 @@ def curves_plot(workdirs: dict, path, *, title: str | None = None) -> Path:
   plt = _pyplot()
   fig, (ax_val, ax_train) = plt.subplots(1, 2, figsize=(11, 4))
   for label, workdir in workdirs.items():
-    records = report.read_metrics(workdir)
+    records = summary.read_metrics(workdir)
     if not records:
       continue
     epochs = [r["epoch"] for r in records]
@@ -105,18 +106,19 @@ def efficiency_plot(points, path, *, title: str) -> Path:
 
 def _labelled_runs(rows, root) -> dict:
   """Legend label -> run folder for one seed's teacher, MLP and distilled MLP."""
-  runs = {}
-  for r in sorted(rows, key=lambda r: report.ROLES.index(r["role"])):
+  labelled = {}
+  for r in sorted(rows, key=lambda r: summary.ROLES.index(r["role"])):
     label = {"teacher": f"teacher ({r['model']})", "mlp": f"MLP ({r['model']})",
              # the student's name too: a sweep may have run two students
              "distilled": f"{r['model']} + TimeDistill ({r['teacher']})"}[r["role"]]
-    runs[label] = root / r["run"]
-  return runs
+    labelled[label] = root / r["run"]
+  return labelled
 
 
-def _unfinished(runs: dict) -> list:
-  """The labels of ``runs`` whose folder holds no finished run (``results.json``)."""
-  return [label for label, workdir in runs.items() if not (workdir / "results.json").exists()]
+def _unfinished(labelled: dict) -> list:
+  """The labels of ``labelled`` whose folder holds no finished run (``results.json``)."""
+  return [label for label, workdir in labelled.items()
+          if not (workdir / "results.json").exists()]
 
 
 def _save(fig, plt, path) -> Path:
@@ -141,7 +143,7 @@ def write_plots(rows, root, out) -> list:
   for dataset in sorted({r["dataset"] for r in rows}):
     for h in sorted({r["horizon"] for r in rows if r["dataset"] == dataset}):
       here = [r for r in rows if r["dataset"] == dataset and r["horizon"] == h
-              and report.reference_protocol(r)]
+              and summary.reference_protocol(r)]
       by_seed = {s: _labelled_runs([r for r in here if r["seed"] == s], root)
                  for s in sorted({r["seed"] for r in here})}
       if not by_seed:  # only runs off the reference protocol (an ablation, a sensitivity pair)
@@ -151,7 +153,7 @@ def write_plots(rows, root, out) -> list:
       seed = first
       if gone:
         reason = f"the seed-{first} runs of {', '.join(gone)} are not under {root}"
-        complete = [s for s, runs in by_seed.items() if not _unfinished(runs)]
+        complete = [s for s, of_seed in by_seed.items() if not _unfinished(of_seed)]
         if (out / f"curves_{dataset}_H{h}.png").exists() or not complete:
           print(f"plots: left forecast/curves for {dataset} H={h} as they were: {reason}",
                 file=sys.stderr)
@@ -159,18 +161,18 @@ def write_plots(rows, root, out) -> list:
         seed = complete[0]
         print(f"plots: forecast/curves for {dataset} H={h} drawn from seed {seed}: {reason}",
               file=sys.stderr)
-      runs = by_seed[seed]
-      if len(runs) < 2:
+      labelled = by_seed[seed]
+      if len(labelled) < 2:
         continue
       title = f"{dataset}, H={h}, seed {seed}"
       try:
-        written.append(forecast_plot(runs, out / f"forecast_{dataset}_H{h}.png", title=title))
+        written.append(forecast_plot(labelled, out / f"forecast_{dataset}_H{h}.png", title=title))
       except DataError as e:
         # The forecast needs the dataset's file; the tables and the other plots do not, so a
         # machine without it still gets them.
         print(f"plots: left forecast for {dataset} H={h} as it was: {e}", file=sys.stderr)
-      written.append(curves_plot(runs, out / f"curves_{dataset}_H{h}.png", title=title))
-    groups = report.groups([r for r in rows if r["dataset"] == dataset])
+      written.append(curves_plot(labelled, out / f"curves_{dataset}_H{h}.png", title=title))
+    groups = tables.groups([r for r in rows if r["dataset"] == dataset])
     points = [(f"{label} ({role})" if role == "teacher" else label,
                float(np.median([r["inference_ms"] for r in g])),
                float(np.mean([r["test_mse"] for r in g])), float(np.mean([r["params"] for r in g])))

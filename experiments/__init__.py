@@ -1,0 +1,1 @@
+"""Experiments around timedistill_jax: the paper's grids, benchmarks, reference comparisons."""
