@@ -213,6 +213,12 @@ def _read_frame(spec: DatasetSpec, file: Path) -> pd.DataFrame:
     raise DataError(
         f"{file} has no 'date' column (columns: {_names(frame.columns)}); the {spec.layout} "
         "layout needs a first column named 'date' followed by one column per variate.")
+  unnamed = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
+  if unnamed:  # pandas' name for a header cell left empty: a saved row index, as a rule
+    raise DataError(
+        f"{file} has a column without a name ({unnamed[0]!r}), usually the row index pandas "
+        "writes by default; it would be trained on as a variate. Drop that column, or write "
+        "the file with DataFrame.to_csv(..., index=False).")
   return frame
 
 

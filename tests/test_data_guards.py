@@ -1,4 +1,4 @@
-"""Values float32 cannot hold are refused with file, row and column; never a NaN in results."""
+"""Bad data cells and columns are refused with file, row and column; never a NaN in results."""
 
 import numpy as np
 import pandas as pd
@@ -52,3 +52,12 @@ def test_a_test_row_past_float32_never_reaches_results(tmp_path):
   with pytest.raises(DataError, match="row 395"):
     run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def test_an_unnamed_index_column_is_refused(tmp_path):
+  """pandas' default ``to_csv`` writes the row index as a first column named ''."""
+  path = _csv(tmp_path, 1.0, 0)
+  pd.read_csv(path).to_csv(path)  # index=True, the default
+  assert pd.read_csv(path).columns[0] == "Unnamed: 0"
+  with pytest.raises(DataError, match=r"'Unnamed: 0'.*index=False"):
+    load_dataset("custom", seq_len=24, label_len=12, pred_len=12, path=str(path))
