@@ -40,3 +40,15 @@ def test_updated_metadata_stays_verifiable(tmp_path):
     _, meta = store.restore(ABSTRACT)
     assert meta["test"] == {"mse": 0.31} and meta["val"] == {"mse": 0.3}
     assert "metadata_sha256" not in meta  # the hash is checked, not handed on
+
+
+@pytest.mark.parametrize("keep,fix", [(1, "keeps a single step, so there is none to fall back "
+                                         "to: delete the run's workdir"),
+                                      (2, "fall back to the one before it")])
+def test_the_fix_fits_the_store(tmp_path, keep, fix):
+  with CheckpointStore(tmp_path / "store", max_to_keep=keep) as store:
+    store.save(1, TREE, {"val": 1.0})
+    path = _metadata_file(store, 1)
+    path.write_text(path.read_text().replace('"val": 1.0', '"val": 0.5'))
+    with pytest.raises(CheckpointError, match=fix):
+      store.restore(ABSTRACT)

@@ -80,6 +80,7 @@ class CheckpointStore:
 
   def __init__(self, directory, *, max_to_keep: int = 1, create: bool = True):
     self.directory = Path(directory).absolute()
+    self._max_to_keep = max_to_keep
     if not create and not self.directory.exists():
       raise CheckpointError(f"no checkpoints at {self.directory}")
     self._manager = ocp.CheckpointManager(
@@ -144,14 +145,20 @@ class CheckpointStore:
     except (OSError, ValueError) as e:
       raise CheckpointError(
           f"checkpoint metadata {path} is missing or unreadable ({e}); the checkpoint is "
-          "damaged: retrain, or remove this step to fall back to an older one.") from e
+          f"damaged: {self._fix()}") from e
     expected = metadata.pop("metadata_sha256", None)  # absent in checkpoints of 0.1.0
     if expected is not None and metadata_sha256(metadata) != expected:
       raise CheckpointError(
           f"checkpoint metadata {path} was changed after it was written (sha256 mismatch); "
-          "the checkpoint is damaged: retrain, or remove this step to fall back to an older "
-          "one.")
+          f"the checkpoint is damaged: {self._fix()}")
     return metadata
+
+  def _fix(self) -> str:
+    """What to do about a damaged step: a store that keeps one step has nothing older."""
+    if self._max_to_keep > 1:
+      return "remove this step to fall back to the one before it, or retrain."
+    return ("this store keeps a single step, so there is none to fall back to: delete the run's "
+            "workdir and train it again.")
 
   def saved_shapes(self, step=None):
     """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata."""
@@ -178,7 +185,7 @@ class CheckpointStore:
     if expected is not None and files_sha256(where / "state") != expected:
       raise CheckpointError(
           f"checkpoint {where} is damaged: its files do not match the sha256 recorded at save "
-          "time. Retrain, or remove this step to fall back to an older one.")
+          f"time: {self._fix()}")
     try:
       restored = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_tree)))
@@ -190,7 +197,7 @@ class CheckpointStore:
     if tree_sha256(tree) != metadata["arrays_sha256"]:
       raise CheckpointError(
           f"checkpoint {where} restored different values than were saved (sha256 mismatch); "
-          "it is damaged. Retrain, or remove this step to fall back to an older one.")
+          f"it is damaged: {self._fix()}")
     return tree, metadata
 
   def restore_newest_good(self, abstract_tree):

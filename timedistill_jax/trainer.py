@@ -119,11 +119,12 @@ def check_workdir(config, workdir: Path) -> None:
     raise ConfigError(f"{previous} is not valid JSON ({e}); the workdir is damaged: delete it "
                       "or pass another --workdir.") from None
   new = _flat(json.loads(json.dumps(config.to_dict(), default=float)))
-  changed = [k for k in sorted(set(old) | set(new))
-             if k not in RESUME_FREE_KEYS and old.get(k, "<unset>") != new.get(k, "<unset>")]
+  # A key the old config lacks was added by a newer version, whose default keeps the old
+  # behaviour; one the new config lacks was removed or misplaced, and counts as changed.
+  changed = [k for k in sorted(old) if k not in RESUME_FREE_KEYS
+             and old[k] != new.get(k, "<unset>")]
   if changed:
-    diff = "; ".join(f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
-                     for k in changed)
+    diff = "; ".join(f"{k}: {old[k]!r} -> {new.get(k, '<unset>')!r}" for k in changed)
     raise ConfigError(f"{workdir} holds a run made with another config ({diff}); pass another "
                       "--workdir, or delete this one to start again.")
 
@@ -148,27 +149,52 @@ def workdir_lock(workdir: Path, take: bool = True):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _check_finite(pending: list, workdir: Path, main: bool) -> None:
-  """Stops on the first non-finite loss among ``pending`` = [(epoch, step, metrics, indices)].
+# The loss's own order, so the part named is the first to go bad (jit hands dicts back sorted).
+LOSS_PARTS = ("sup", "pred_scale", "pred_period", "feat_scale", "feat_period")
+
+
+class LossGuard:
+  """Stops on the first non-finite or diverged loss among the pending steps.
 
   Called every ``log_every`` steps and before each checkpoint, so a bad step is never saved.
+  ``pending`` holds ``(epoch, step, metrics, window indices)``. A loss is diverged when it
+  exceeds ``factor`` times the run's first loss (``config.train.divergence_factor``; 0: off);
+  that first loss is kept in the checkpoints, so a resumed run judges by the same bound.
   """
-  for epoch, step, metrics, indices in pending:
-    values = {k: float(v) for k, v in metrics.items()}
-    bad = [k for k, v in values.items() if not np.isfinite(v)]
-    if not bad:
-      continue
-    part = next((k for k in bad if k != "loss"), "loss")
-    path = workdir / "nonfinite_batch.json"
-    if main:
+
+  def __init__(self, workdir: Path, main: bool, factor: float, latest, reference=None):
+    self.workdir, self.main, self.factor, self.latest = workdir, main, factor, latest
+    self.reference = reference
+
+  def check(self, pending: list) -> None:
+    for epoch, step, metrics, indices in pending:
+      values = {k: float(v) for k, v in metrics.items()}
+      if self.reference is None and np.isfinite(values["loss"]):
+        self.reference = abs(values["loss"])
+      order = [k for k in LOSS_PARTS if k in values] + ["loss"]
+      bad = [k for k in order if not np.isfinite(values[k])]
+      if bad:
+        self._stop(epoch, step, values, indices, bad[0], f"became {values[bad[0]]}")
+      bound = self.factor * max(self.reference, 1e-12)
+      if self.factor and values["loss"] > bound:
+        self._stop(epoch, step, values, indices, "loss",
+                   f"grew to {values['loss']:.4g}, past {self.factor:g} times the first "
+                   f"step's {self.reference:.4g} (config.train.divergence_factor): the run "
+                   "diverged")
+    pending.clear()
+
+  def _stop(self, epoch, step, values, indices, part, what):
+    path = self.workdir / "nonfinite_batch.json"
+    if self.main:
       write_json(path, {"epoch": epoch + 1, "step": step, "part": part, "metrics": values,
-                         "window_indices": [int(i) for i in indices]})
+                        "window_indices": [int(i) for i in indices]})
+    kept = (f"its last good checkpoint is kept in {self.workdir / 'checkpoints'}"
+            if self.latest.latest_step() is not None else "no checkpoint had been saved yet")
+    label = "the loss" if part == "loss" else f"the {part!r} loss"
     raise NumericsError(
-        f"the {part!r} loss became {values[part]} at step {step} (epoch {epoch + 1}); the run "
-        f"stopped and its last good checkpoint is kept in {workdir / 'checkpoints'}. The "
-        f"training windows of that batch are listed in {path}. Lower optim.lr, or check the "
-        "data of those windows.")
-  pending.clear()
+        f"{label} {what} at step {step} (epoch {epoch + 1}); the run stopped and "
+        f"{kept}. The training windows of that batch are listed in {path}. Lower optim.lr, or "
+        "check the data of those windows.")
 
 
 def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) -> dict:
@@ -189,10 +215,12 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
   # The reference's patience rule, kept by hand: flax's EarlyStopping sets should_stop before
   # counting the current epoch, so it would stop one epoch later than the reference.
   best_val, bad_epochs, best_epoch = float("inf"), 0, -1
+  guard = LossGuard(workdir, main, float(tcfg.get("divergence_factor", 0)), latest)
   if latest.latest_step() is not None:  # resume where the last checkpoint left off
     tree, meta = latest.restore_newest_good(abstract)
     state = state.from_checkpoint_tree(tree)
     best_val, bad_epochs, best_epoch = meta["best_val"], meta["bad_epochs"], meta["best_epoch"]
+    guard.reference = meta.get("loss_reference")
     if meta["next_batch"] >= spe:
       start_epoch = meta["epoch"] + 1
     else:
@@ -206,7 +234,8 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
     latest.save(epoch * spe + next_batch, par.unreplicate(state.checkpoint_tree()),
                 meta_base | {"epoch": epoch, "next_batch": next_batch,
                              "epoch_losses": losses, "best_val": best_val,
-                             "bad_epochs": bad_epochs, "best_epoch": best_epoch})
+                             "bad_epochs": bad_epochs, "best_epoch": best_epoch,
+                             "loss_reference": guard.reference})
 
   epoch_ms = []
   log = open(workdir / "metrics.jsonl", "a") if main else None
@@ -229,16 +258,16 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, t_start: float) ->
         state, m = run.step_fn(state, par.local_rows(batch))
         pending.append((epoch, epoch * spe + b + 1, m, batch["index"][batch["mask"] > 0]))
         if (b + 1) % tcfg.log_every == 0 or b + 1 == spe:
-          _check_finite(pending, workdir, main)
+          guard.check(pending)
           bar.set_postfix(loss=f"{float(m['loss']):.4f}")
         crash.after_step(epoch * spe + b + 1)
         losses.append(m)
         if tcfg.checkpoint_every and (b + 1) % tcfg.checkpoint_every == 0 and b + 1 < spe:
-          _check_finite(pending, workdir, main)
+          guard.check(pending)
           losses = [{k: float(v) for k, v in x.items()} for x in losses]
           save_latest(epoch, b + 1, losses)
         bar.update()
-      _check_finite(pending, workdir, main)
+      guard.check(pending)
       jax.block_until_ready(state)
       epoch_ms.append(1000 * (time.perf_counter() - t0) / max(1, spe - first))
       bar.close()

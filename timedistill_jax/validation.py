@@ -76,6 +76,7 @@ def validate_config(config) -> None:
   _positive_int(t.epochs, "config.train.epochs")
   _positive_int(t.patience, "config.train.patience")
   _positive_int(t.log_every, "config.train.log_every")
+  _number(t.get("divergence_factor", 0), "config.train.divergence_factor")
   every = t.get("checkpoint_every", 0)
   if isinstance(every, bool) or not isinstance(every, int) or every < 0:
     raise ConfigError(f"config.train.checkpoint_every must be an integer >= 0, got {every!r}.")

@@ -289,6 +289,8 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
       patience=patience,
       log_every=50,  # steps between live-loss updates (and non-finite checks)
       checkpoint_every=100,  # steps between mid-epoch checkpoints for resuming (0: epoch ends)
+      # A loss above this many times the first step's stops the run as diverged (0: never).
+      divergence_factor=1000.0,
       progress=True,
       # Caps used by smoke runs only (0 = none); a capped run says so in results.json.
       max_steps_per_epoch=0,

@@ -181,7 +181,8 @@ def _find_file(spec: DatasetSpec, data_dir, path) -> Path:
   if path is not None:
     path = Path(path).expanduser()
     if not path.is_file():
-      raise DataError(f"data file {path} not found; pass path= to an existing CSV file.")
+      raise DataError(f"data file {path} not found; pass --config.data.path=FILE.csv of an "
+                      "existing CSV file.")
     return path
   folder = download_lib.resolve_data_dir(data_dir)
   for candidate in (folder / spec.filename, folder / f"{spec.filename}.gz"):
@@ -228,22 +229,23 @@ def _select_columns(frame, spec, features, target, file) -> list[str]:
   if spec.num_channels is not None and len(variates) != spec.num_channels:
     raise DataError(
         f"{file} has {len(variates)} variate columns but dataset {spec.name!r} has "
-        f"{spec.num_channels}; it is not the benchmark file (use dataset 'custom' with path= "
-        "for other CSV files).")
+        f"{spec.num_channels}; it is not the benchmark file (use dataset 'custom' with "
+        "--config.data.path= for other CSV files).")
   reorders = spec.layout == "custom"  # Dataset_Custom moves the target last, others keep order
   if target not in variates and (features != "M" or reorders):
     raise DataError(
         f"target column {target!r} not in {file} (variates: {_names(variates)}); pass "
-        "target= with one of these names.")
+        "--config.data.target= with one of these names.")
   if features == "S":
     return [target]
   if reorders:
     return [c for c in variates if c != target] + [target]
   if features == "MS" and variates[-1] != target:
     raise DataError(
-        f"features='MS' predicts the last column, but in {file} the target {target!r} is not "
-        f"last and the {spec.layout} layout keeps the file's order; use features='S', or "
-        "dataset 'custom' with path=, which moves the target last.")
+        f"--config.data.features=MS predicts the last column, but in {file} the target "
+        f"{target!r} is not last and the {spec.layout} layout keeps the file's order; use "
+        "--config.data.features=S, or dataset 'custom' with --config.data.path=, which moves "
+        "the target last.")
   return variates
 
 
