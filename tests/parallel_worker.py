@@ -9,12 +9,8 @@ this runs as its own process:
 
 import functools
 import sys
-from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 L, S, H, B = 48, 8, 12, 8
 
@@ -23,10 +19,11 @@ def setup(mode):
   import jax
   import ml_collections
 
-  from timedistill_jax import distill, parallel, steps
+  from timedistill_jax import parallel, steps
   from timedistill_jax.data import load_dataset
   from timedistill_jax.models import build_model
-  from timedistill_jax.train_state import make_optimizer
+  from timedistill_jax.models.regressor import Regressor
+  from timedistill_jax.train_state import create_distill_state, make_optimizer
 
   par = parallel.DataParallel(mode)
   splits = load_dataset("synthetic", seq_len=L, label_len=S, pred_len=H)
@@ -40,12 +37,12 @@ def setup(mode):
   optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
   batch0 = {k: sample[k] for k in ("x", "y", "x_mark", "y_mark")} | {
       "mask": np.ones(B, np.float32)}
-  state = distill.create_distill_state(student, [teacher], make_optimizer(optim, 10, 10),
-                                       jax.random.PRNGKey(0), batch0)
+  state = create_distill_state(student, [teacher], make_optimizer(optim, 10, 10),
+                               jax.random.PRNGKey(0), batch0)
   body = functools.partial(
-      distill.distill_step, student=student, teachers=(teacher,),
-      regressor=distill.Regressor(student.feature_dim),
-      loss=distill.LossConfig(alpha=1.0, beta=1.0), pred_len=H)
+      steps.distill_step, student=student, teachers=(teacher,),
+      regressor=Regressor(student.feature_dim),
+      loss=steps.LossConfig(alpha=1.0, beta=1.0), pred_len=H)
   step = par.compile_step(body, num_replicated=2)
   train_body = functools.partial(steps.train_step, model=student, pred_len=H)
   return par, splits, state, step, par.compile_step(train_body), [t_vars]

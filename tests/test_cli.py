@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from configs import student
+from timedistill_jax.configs import student
 from timedistill_jax.errors import TimeDistillError
 from timedistill_jax.run import run
 
@@ -47,7 +47,7 @@ def test_cli_error_is_one_line_without_traceback(tmp_path):
     (["--config", "configs/student.py:dataset=synthetic", "--config.optim.lrr=3"],
      'error: unknown config key lrr Did you mean "lr"'),
     (["--config", "configs/student.py:dataset=nope"], "error: unknown dataset 'nope'; valid"),
-    (["--config", "configs/nofile.py"], "error: cannot load the config file"),
+    (["--config", "configs/nofile.py"], "error: no config file 'configs/nofile.py'"),
 ])
 def test_bad_command_line_is_one_line(tmp_path, args, message):
   out = _cli(*args, "--workdir", str(tmp_path / "run"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configs import common, distill, student, teacher
+from timedistill_jax.configs import common, distill, student, teacher
 from timedistill_jax.errors import ConfigError
 from timedistill_jax.validation import validate_config
 

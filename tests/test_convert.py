@@ -1,11 +1,14 @@
 """Reference state dicts -> Flax variables (timedistill_jax/convert/)."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from timedistill_jax import models
+from tests import helpers
+from timedistill_jax import convert, models
 from timedistill_jax.convert import from_torch
 from timedistill_jax.errors import CheckpointError
 
@@ -182,3 +185,53 @@ def test_itransformer_matches_a_torch_build():
   pred, features = model.apply(variables, x.numpy(), x_mark.numpy())
   np.testing.assert_allclose(pred, pred_t.numpy(), atol=1e-5)
   np.testing.assert_allclose(features["hidden"], hidden_t.numpy(), atol=1e-5)
+
+
+# ---- MICN, FEDformer, TimesNet and Autoformer: round trip through the reference's names ----
+
+REFERENCE_KEYS = {
+    "autoformer": {"enc_embedding.value_embedding.tokenConv.weight": (16, 3, 3),
+                   "encoder.attn_layers.0.conv1.weight": (32, 16, 1),
+                   "decoder.layers.0.projection.weight": (3, 16, 3)},
+    "fedformer": {"encoder.attn_layers.0.attention.inner_correlation.weights1": (8, 2, 2, 4),
+                  "decoder.layers.0.cross_attention.query_projection.weight": (16, 16)},
+    "timesnet": {"model.0.conv.0.kernels.1.weight": (16, 16, 3, 3),
+                 "predict_linear.weight": (40, 32)},
+    "micn": {"conv_trans.mic.0.conv_trans.0.weight": (16, 16, 12),
+             "conv_trans.mic.0.merge.weight": (16, 16, 2, 1),
+             "regression.weight": (8, 32)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_KEYS))
+def test_convert_round_trip_and_errors(name):
+  model = helpers.build(name)  # the small widths of tests/helpers.py, L 32, H 8, C 3
+  variables = helpers.random_variables(model, helpers.inputs())
+  sd = convert.to_torch(model, variables)
+  for key, shape in REFERENCE_KEYS[name].items():
+    assert sd[key].shape == shape, key
+  sd["enc_embedding.position_embedding.pe"] = np.zeros((1, 5000, 16), np.float32)  # skipped
+  zeros = jax.tree_util.tree_map(np.zeros_like, variables)
+  out = convert.from_torch(model, sd, zeros)  # no model call: fast
+  jax.tree_util.tree_map(np.testing.assert_array_equal, out["params"], variables["params"])
+
+  key = next(iter(REFERENCE_KEYS[name]))
+  bad = {**sd, key: np.zeros(sd[key].shape + (1,), np.float32)}
+  with pytest.raises(CheckpointError, match=rf"checkpoint key '{re.escape(key)}'"):
+    convert.from_torch(model, bad, zeros)
+  with pytest.raises(CheckpointError, match="the checkpoint does not set: params/"):
+    convert.from_torch(model, {k: v for k, v in sd.items() if k != key}, zeros)
+  with pytest.raises(CheckpointError, match="'extra.weight' has no target"):
+    convert.from_torch(model, {**sd, "extra.weight": np.zeros(1)}, zeros)
+
+
+def test_convert_fedformer_shared_weights_must_agree():
+  model = helpers.build("fedformer", e_layers=2)
+  variables = jax.eval_shape(model.init, jax.random.key(0), *helpers.inputs())
+  variables = jax.tree_util.tree_map(lambda s: np.ones(s.shape, s.dtype), variables)
+  sd = convert.to_torch(model, variables)
+  key = "encoder.attn_layers.1.attention.inner_correlation.weights1"
+  sd[key] = sd[key] + 1.0
+  with pytest.raises(CheckpointError, match="shared parameter params/encoder_fourier/weights1 "
+                                            "differs under keys"):
+    convert.from_torch(model, sd, variables)

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from configs import teacher as teacher_config
+from timedistill_jax.configs import teacher as teacher_config
 from timedistill_jax.run import run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,6 @@ def test_readme_notebook_cell_runs(tmp_path, data_dir, monkeypatch):
   section = readme.split("## Distillation from a notebook", 1)[1]
   cell = re.search(r"```python\n(.*?)```", section, re.S).group(1)
   monkeypatch.chdir(tmp_path)
-  monkeypatch.syspath_prepend(str(ROOT))
   namespace = {}
   exec(compile(cell, "README.md", "exec"), namespace)  # noqa: S102
   metrics = namespace["metrics"]

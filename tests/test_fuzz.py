@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from configs import distill, student, teacher
+from timedistill_jax.configs import distill, student, teacher
 from timedistill_jax.data import load_dataset
 from timedistill_jax.errors import TimeDistillError
 from timedistill_jax.validation import validate_config

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs import teacher as teacher_config
+from timedistill_jax.configs import teacher as teacher_config
 from timedistill_jax.run import run
 
 ROOT = Path(__file__).resolve().parent.parent

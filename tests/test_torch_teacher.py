@@ -10,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import distill as distill_config
-from configs import teacher as teacher_config
+from timedistill_jax.configs import distill as distill_config
+from timedistill_jax.configs import teacher as teacher_config
 from timedistill_jax import convert, models
 from timedistill_jax.errors import CheckpointError, ConfigError
 from timedistill_jax.validation import validate_config

@@ -160,9 +160,22 @@ class CheckpointStore:
     return ("this store keeps a single step, so there is none to fall back to: delete the run's "
             "workdir and train it again.")
 
+  def _check_files(self, step: int) -> dict:
+    """The step's metadata, once its saved files match the sha256 recorded at save time."""
+    metadata = self.read_metadata(step)
+    where = self.directory / str(step)
+    expected = metadata.get("files_sha256")
+    if expected is not None and files_sha256(where / "state") != expected:
+      raise CheckpointError(
+          f"checkpoint {where} is damaged: its files do not match the sha256 recorded at save "
+          f"time: {self._fix()}")
+    return metadata
+
   def saved_shapes(self, step=None):
-    """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata."""
+    """The saved state tree as ``jax.ShapeDtypeStruct`` leaves, read from Orbax's metadata
+    (after the file check, so a damaged tree description is reported as damage)."""
     step = self._resolve(step)
+    self._check_files(step)
     try:
       with _quiet_absl():  # Orbax warns about an optional file our saves do not write
         meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
@@ -179,13 +192,8 @@ class CheckpointStore:
     ``abstract_tree`` is a pytree of ``jax.ShapeDtypeStruct`` (e.g. from ``jax.eval_shape``).
     """
     step = self._resolve(step)
-    metadata = self.read_metadata(step)
+    metadata = self._check_files(step)
     where = self.directory / str(step)
-    expected = metadata.get("files_sha256")
-    if expected is not None and files_sha256(where / "state") != expected:
-      raise CheckpointError(
-          f"checkpoint {where} is damaged: its files do not match the sha256 recorded at save "
-          f"time: {self._fix()}")
     try:
       restored = self._manager.restore(
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_tree)))

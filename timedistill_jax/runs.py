@@ -272,9 +272,8 @@ def restore_run(workdir, *, check: Callable[[dict], None] | None = None) -> Rest
     abstract_vars = jax.eval_shape(lambda: init_variables(model, shapes, jax.random.PRNGKey(0)))
     abstract = {"params": {"model": abstract_vars["params"]},
                 "batch_stats": abstract_vars.get("batch_stats", {})}
-    saved = store.saved_shapes()["params"]
-    if "regressors" in saved:  # their sizes depend on the teachers
-      abstract["params"]["regressors"] = saved["regressors"]
+    if cfg.get("kind") == "distill":  # the regressors' sizes depend on the teachers
+      abstract["params"]["regressors"] = store.saved_shapes()["params"]["regressors"]
     tree, metadata = store.restore(abstract)
   variables = steps.model_variables(tree["params"]["model"], tree["batch_stats"])
   return Restored(model=model, variables=variables, metadata=metadata, workdir=str(workdir))

@@ -1,4 +1,5 @@
-"""ITransformer against a float64 NumPy forward written from Time-Series-Library's equations."""
+"""iTransformer: against a float64 NumPy forward written from Time-Series-Library's equations,
+its parameter count at the ETTh1 shape, and its settings."""
 
 import math
 
@@ -7,6 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests.helpers import B as B_SMALL, H as H_SMALL, build, etth1_model, inputs
+from timedistill_jax import models
+from timedistill_jax.errors import ConfigError
 from timedistill_jax.models.teachers.itransformer import ITransformer
 
 B, L, H, C = 2, 24, 6, 3
@@ -102,3 +106,30 @@ def test_prediction_follows_input_scale():
   pred, _ = model.apply(variables, x, None)
   pred_scaled, _ = model.apply(variables, 10.0 * x + 3.0, None)
   np.testing.assert_allclose(pred_scaled, 10.0 * pred + 3.0, rtol=1e-3, atol=1e-3)
+
+
+def test_etth1_parameter_count():
+  # The ETTh1 teacher (docs/method.md "Teacher settings"); the same count as the PyTorch
+  # reference: embedding 720*256+256, 2 layers of (4 attention projections 256*256+256, two 1x1
+  # convs 256*256+256, two LayerNorms 2*256), final LayerNorm 2*256, projection 256*96+96.
+  kwargs = dict(e_layers=2, d_model=256, d_ff=256, n_heads=8)
+  model, variables, _ = etth1_model("itransformer", 96, **kwargs)
+  assert model.feature_dim == 256
+  assert models.count_params(variables) == 1_001_312
+  # Time features are tokens, not inputs of a layer: F does not change the count.
+  no_marks = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 720, 7)),
+                            jnp.zeros((1, 720, 0)))
+  assert models.count_params(no_marks) == 1_001_312
+
+
+def test_unknown_activation():
+  model = build("itransformer", activation="swish")
+  with pytest.raises(ConfigError, match="unknown activation 'swish'; valid choices: gelu, relu"):
+    model.init(jax.random.key(1), *inputs())
+
+
+def test_relu_runs():
+  model = build("itransformer", activation="relu")
+  args = inputs()
+  pred, _ = model.apply(model.init(jax.random.key(1), *args), *args)
+  assert pred.shape == (B_SMALL, H_SMALL, 3)

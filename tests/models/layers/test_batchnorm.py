@@ -40,3 +40,19 @@ def test_masked_rows_are_left_out():
                         mutable=["batch_stats"])
   np.testing.assert_allclose(y[:3], y3, rtol=1e-5, atol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), stats, stats3)
+
+
+def test_batchnorm_over_two_axes_equals_flattened_features():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.standard_normal((3, 4, 5, 2)), jnp.float32)  # [M, B, N, D]
+  mask = jnp.asarray([1.0, 1.0, 0.0, 1.0])
+  two = BatchNorm(axis=(0, 3), use_running_average=False)
+  variables = two.init(jax.random.key(0), x)
+  y, stats = two.apply(variables, x, mask=mask.reshape(1, 4, 1, 1), mutable=["batch_stats"])
+  flat = jnp.transpose(x, (1, 2, 0, 3)).reshape(4, 5, 6)  # features m * D + d
+  y1, stats1 = BatchNorm(axis=-1, use_running_average=False).apply(
+      variables, flat, mask=mask.reshape(4, 1, 1), mutable=["batch_stats"])
+  np.testing.assert_allclose(jnp.transpose(y, (1, 2, 0, 3)).reshape(4, 5, 6), y1, rtol=1e-5,
+                             atol=1e-5)
+  for a, b in zip(jax.tree.leaves(stats), jax.tree.leaves(stats1)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)

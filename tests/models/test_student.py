@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from timedistill_jax.models.layers.decomposition import moving_average
 from timedistill_jax.models import count_params
 from timedistill_jax.models.student import DMLP, MLP
 
@@ -18,21 +17,12 @@ def _init(cls, **kw):
 
 
 def test_parameter_counts_equal_the_reference():
-  # PAPER.md s.1.2: 2 (L D + D + D H + H) + 6 C for the DMLP (BN and RevIN affine included).
+  # docs/method.md "Student": 2 (L D + D + D H + H) + 6 C for the DMLP (BatchNorm and RevIN
+  # affine included).
   assert count_params(_init(DMLP)[1]) == 836_842
   assert count_params(_init(MLP)[1]) == 418_428
   # ECL shape, H = 96: the paper's 0.839 M.
   assert count_params(_init(DMLP, enc_in=321)[1]) == 2 * (720 * 512 + 512 + 512 * 96 + 96) + 6 * 321
-
-
-def test_moving_average_matches_edge_replicated_avgpool():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(3, 50, 4)).astype(np.float32) * 10
-  k = 25
-  pad = (k - 1) // 2
-  xp = np.concatenate([np.repeat(x[:, :1], pad, 1), x, np.repeat(x[:, -1:], pad, 1)], 1)
-  expected = np.stack([xp[:, t:t + k].mean(1) for t in range(50)], 1)
-  np.testing.assert_allclose(moving_average(jnp.asarray(x), k), expected, rtol=1e-5, atol=1e-5)
 
 
 def _np_branch(p, bn, x, train):
