@@ -54,7 +54,7 @@ def test_etth1_window_counts(data_dir):
 
 @pytest.mark.parametrize("seq_len,pred_len", [(720, 96), (96, 336)])
 def test_ettm1_and_weather_window_counts(data_dir, seq_len, pred_len):
-  # Borders as stated in data/README.md, independent of the code's border arithmetic.
+  # Borders as stated in docs/data.md, independent of the code's border arithmetic.
   expected = {
       "ettm1": [(0, 34560), (34560 - seq_len, 46080), (46080 - seq_len, 57600)],
       "weather": [(0, 36887), (36887 - seq_len, 42157), (42157 - seq_len, 52696)],

@@ -1,4 +1,4 @@
-"""Losses against independent float64 NumPy versions written from PAPER.md s.1.5."""
+"""Losses against independent float64 NumPy versions written from docs/method.md, "Loss"."""
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ from timedistill_jax.errors import ConfigError
 RTOL = 1e-6
 
 
-# ---- NumPy reference, following PAPER.md s.1.5 literally ([B, C, L] pooling, [B, F, C] FFT) ----
+# ---- NumPy reference, following docs/method.md "Loss" literally ([B, C, L] pooling, [B, F, C] FFT)
 
 def np_pool_scales(x_bcl, n=3, window=2):
   out = [x_bcl]

@@ -299,7 +299,7 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
 
 
 def parallel_config() -> ml_collections.ConfigDict:
-  """The ``parallel`` group: data parallelism and multi-process start-up (see README)."""
+  """The ``parallel`` group: data parallelism and multi-process start-up (docs/parallel.md)."""
   return ml_collections.ConfigDict(dict(
       mode="none",  # none (jit) | pmap | shard_map; the global batch is split over all devices
       coordinator_address="",  # host:port of process 0, for several processes/hosts

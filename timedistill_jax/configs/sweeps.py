@@ -76,9 +76,10 @@ SENSITIVITY_VARIANTS = tuple(
     Variant(f"a{a:g}_b{b:g}", (("alpha", a), ("beta", b)))
     for a in ALPHA_BETA_GRID for b in ALPHA_BETA_GRID)
 
-# The ModernTCN teacher kept after its first epoch instead of the best of ten (README, "A
-# teacher that fits less tightly"): at ETTh1 H=720 it tests as well as the reference's teacher
-# but fits its training windows far less tightly, and its student gains 0.037 MSE.
+# The ModernTCN teacher kept after its first epoch instead of the best of ten
+# (docs/reproduction.md, "A teacher that fits less tightly"): at ETTh1 H=720 it tests as well as
+# the reference's teacher but fits its training windows far less tightly, and its student gains
+# 0.037 MSE.
 EARLY_TEACHER = Variant("e1", teacher_train=(("epochs", 1),))
 
 # The reference's first release (docs/method.md, "Training settings"; its best_results.sh):

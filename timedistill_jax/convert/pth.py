@@ -72,7 +72,7 @@ def load_torch_teacher(path, model_config, *, seq_len: int, label_len: int, pred
   """A :class:`~timedistill_jax.checkpoints.Teacher` from a reference ``.pth`` file.
 
   ``model_config``: ``name`` and the hyperparameters the teacher was trained with (the
-  reference's settings, ``configs/common.py``). A file that does not fit them is one
+  reference's settings, ``timedistill_jax/configs/common.py``). A file that does not fit them is one
   :class:`CheckpointError` naming the first key or shape at fault.
   """
   from timedistill_jax.checkpoints import Teacher  # checkpoints imports no converter

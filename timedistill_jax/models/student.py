@@ -18,8 +18,8 @@ tensor the reference distils into (``features[-2]``).
 
 Differences from the reference:
 
-* The moving average is a cumulative-sum difference (O(L)), not ``AvgPool1d`` (O(L k)): the same
-  values to float32 rounding, and it removes the DMLP's main inference cost.
+* The moving average is one ``lax.reduce_window`` sum over the edge-padded series
+  (``layers/decomposition.py``), not ``AvgPool1d``: the same values to float32 rounding.
 * BatchNorm (``layers/batchnorm.py``) keeps padded rows out of its statistics and adds them
   over devices exactly; its running variance is PyTorch's (unbiased).
 * No ``.to('cuda')`` in the model: it runs on CPU, GPU and TPU.
