@@ -82,17 +82,27 @@ def create_train_state(params, batch_stats, tx, rng) -> TrainState:
 
 
 def create_distill_state(student, teachers, optimizer, rng, sample_batch) -> TrainState:
-  """Student and one regressor per teacher, initialised; the teachers are not in here."""
+  """Student and one regressor per teacher, initialised; the teachers are not in here.
+
+  The initialisation is one jitted call: run op by op, it dispatches hundreds of small
+  operations, each compiled on its own (seconds on a CPU).
+  """
   init_rng, reg_rng, state_rng = jax.random.split(rng, 3)
-  b = sample_batch
-  variables = init_variables(student, b, init_rng)
+  b = {k: sample_batch[k] for k in ("x", "x_mark", "y_mark", "mask")}
   regressor = Regressor(features=student.feature_dim)
-  regs = []
-  for i, teacher in enumerate(teachers):
-    dummy = jnp.zeros(b["x"].shape[:1] + (b["x"].shape[-1], teacher.feature_dim), jnp.float32)
-    regs.append(regressor.init(jax.random.fold_in(reg_rng, i), dummy))
-  params = {"model": variables["params"], "regressors": regs}
-  return create_train_state(params, variables.get("batch_stats", {}), optimizer, state_rng)
+  widths = tuple(teacher.feature_dim for teacher in teachers)
+
+  @jax.jit
+  def init(b):
+    variables = init_variables(student, b, init_rng)
+    regs = []
+    for i, width in enumerate(widths):
+      dummy = jnp.zeros(b["x"].shape[:1] + (b["x"].shape[-1], width), jnp.float32)
+      regs.append(regressor.init(jax.random.fold_in(reg_rng, i), dummy))
+    return {"model": variables["params"], "regressors": regs}, variables.get("batch_stats", {})
+
+  params, batch_stats = init(b)
+  return create_train_state(params, batch_stats, optimizer, state_rng)
 
 
 def learning_rate(optim_config, steps_per_epoch: int, epochs: int, step: int) -> float:

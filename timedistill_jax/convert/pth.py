@@ -69,14 +69,14 @@ def read_pth(path) -> dict:
 
 def load_torch_teacher(path, model_config, *, seq_len: int, label_len: int, pred_len: int,
                        enc_in: int, num_time_features: int):
-  """A :class:`~timedistill_jax.checkpoints.Teacher` from a reference ``.pth`` file.
+  """A :class:`~timedistill_jax.runs.Restored` teacher from a reference ``.pth`` file.
 
   ``model_config``: ``name`` and the hyperparameters the teacher was trained with (the
   reference's settings, ``timedistill_jax/configs/common.py``). A file that does not fit them is one
   :class:`CheckpointError` naming the first key or shape at fault.
   """
-  from timedistill_jax.checkpoints import Teacher  # checkpoints imports no converter
   from timedistill_jax.models import build_model
+  from timedistill_jax.runs import Restored  # runs imports the converters only for a .pth
 
   cfg = ml_collections.ConfigDict(dict(model_config))
   model = build_model(cfg, seq_len=seq_len, label_len=label_len, pred_len=pred_len,
@@ -98,4 +98,4 @@ def load_torch_teacher(path, model_config, *, seq_len: int, label_len: int, pred
   metadata = {"model": cfg.name, "source": str(path), "config": {"model": cfg.to_dict()},
               "num_params": int(sum(np.size(x) for x in
                                     jax.tree_util.tree_leaves(variables.get("params", {}))))}
-  return Teacher(model=model, variables=variables, metadata=metadata, workdir=str(path))
+  return Restored(model=model, variables=variables, metadata=metadata, workdir=str(path))
