@@ -14,7 +14,7 @@ $(STAMP): setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m timedistill_jax.demo --workdir runs/demo
+	$(PY) -m timedistill_jax.demo --workdir runs/demo --compilation_cache runs/.xla_cache
 
 # One worker process a core (at most 4), each test file on one worker: module fixtures stay shared.
 test: $(STAMP)

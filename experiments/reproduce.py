@@ -32,6 +32,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from experiments.reporting import report, summary
+from timedistill_jax import compilation
 from timedistill_jax.configs import common
 from timedistill_jax.configs import distill as distill_config
 from timedistill_jax.configs import student as student_config
@@ -185,6 +186,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
 
   root, results_dir = Path(_WORKDIR.value), Path(_RESULTS.value)
+  if _CACHE.value:
+    compilation.enable(_CACHE.value)
   try:
     sweep = sweeps.get_sweep(_SWEEP.value)
     jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
@@ -233,4 +236,6 @@ if __name__ == "__main__":
   _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite tables and plots.")
   _PLOTS = flags.DEFINE_bool("plots", True, "Write the PNG plots.")
   _SMOKE = flags.DEFINE_bool("smoke", False, "A few steps a run: checks a set-up in seconds.")
+  _CACHE = flags.DEFINE_string("compilation_cache", str(compilation.default_directory()),
+                               "Persistent compilation cache ('' turns it off).")
   app.run(main)

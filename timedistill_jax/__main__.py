@@ -44,6 +44,9 @@ _USAGE = ("usage: python -m timedistill_jax --config {student,teacher,distill,FI
 sys.argv[:] = resolve_config_names(sys.argv)
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for logs, checkpoints and results.")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", "", "Folder of a persistent compilation cache, so that a repeated run "
+    "skips most of its compile time (off when empty; JAX_COMPILATION_CACHE_DIR also works).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -130,6 +133,9 @@ def main(argv):
           "name (student, teacher, distill) or the path of a get_config file.", file=sys.stderr)
     print(_USAGE, file=sys.stderr)
     sys.exit(2)
+  if _CACHE.value:
+    from timedistill_jax import compilation
+    compilation.enable(_CACHE.value)
   try:
     run(config, _WORKDIR.value)
   except TimeDistillError as e:

@@ -22,6 +22,8 @@ _DATASET = flags.DEFINE_string("dataset", "etth1", "Dataset (falls back to synth
 _PRED_LEN = flags.DEFINE_integer("pred_len", 96, "Forecast horizon H.")
 _SEED = flags.DEFINE_integer("seed", 2021, "Seed of all three runs.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "A few steps per run, for checking a set-up.")
+_CACHE = flags.DEFINE_string("compilation_cache", "", "Persistent compilation cache folder "
+                             "(off when empty; timedistill_jax.compilation).")
 
 
 def pick_dataset(name: str) -> str:
@@ -70,6 +72,9 @@ def main(argv):
   from timedistill_jax.run import run
 
   workdir = Path(_WORKDIR.value)
+  if _CACHE.value:
+    from timedistill_jax import compilation
+    compilation.enable(_CACHE.value)
   try:
     dataset = pick_dataset(_DATASET.value)
     rows = []
