@@ -10,7 +10,8 @@ machine's cores, so the figures show the overhead of each mode, not a speed-up. 
 with N accelerators, ``--devices N`` uses the real ones. Each device count runs in its own
 process (the flag must be set before JAX starts). The step is the DMLP student distilled from
 an iTransformer teacher (ETTh1 shapes, L=720, H=96, teacher run on every batch), global batch
-``--batch``.
+``--batch``, ``--steps`` of them in one call on windows gathered on the device, as training runs
+them.
 """
 
 import json
@@ -32,27 +33,26 @@ def measure(num_devices: int, batch: int, num_steps: int) -> dict:
   import jax
   import ml_collections
 
-  from timedistill_jax import parallel, steps
+  from timedistill_jax import parallel, runs, steps
   from timedistill_jax.configs import common
+  from timedistill_jax.data import load_dataset
+  from timedistill_jax.data.device import device_data, window_starts
   from timedistill_jax.models import build_model
   from timedistill_jax.models.regressor import Regressor
   from timedistill_jax.train_state import create_distill_state, make_optimizer
 
-  rng = np.random.default_rng(0)
-  L, H, C, F = 720, 96, 7, 4
-  host = {"x": rng.normal(size=(batch, L, C)).astype(np.float32),
-          "y": rng.normal(size=(batch, 48 + H, C)).astype(np.float32),
-          "x_mark": rng.uniform(-0.5, 0.5, (batch, L, F)).astype(np.float32),
-          "y_mark": rng.uniform(-0.5, 0.5, (batch, 48 + H, F)).astype(np.float32),
-          "mask": np.ones(batch, np.float32)}
-  dims = dict(seq_len=L, label_len=48, pred_len=H, enc_in=C)
+  L, H = 720, 96
+  splits = load_dataset("synthetic", seq_len=L, label_len=48, pred_len=H)  # the ETTh1 shape
+  dims = dict(seq_len=L, label_len=48, pred_len=H, enc_in=splits.num_channels)
   teacher_cfg = ml_collections.ConfigDict(dict(
       name="itransformer", **common.TEACHER_DEFAULTS["itransformer"],
       **common.TEACHER_MODEL["itransformer"]["etth1"]))
   teacher = build_model(teacher_cfg, **dims)
-  t_vars = teacher.init(jax.random.PRNGKey(1), host["x"][:1], host["x_mark"][:1],
-                        host["y_mark"][:1])
+  sample = runs.sample_batch(splits)
+  t_vars = teacher.init(jax.random.PRNGKey(1), sample["x"], sample["x_mark"], sample["y_mark"])
   optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
+  start, mask = window_starts(splits.train, 0, batch, shuffle=True, seed=0, epoch=0)
+  start, mask = start[:num_steps], mask[:num_steps]
   out = {}
   modes = ["none"] if num_devices == 1 else []
   modes += ["pmap", "shard_map"]
@@ -61,22 +61,20 @@ def measure(num_devices: int, batch: int, num_steps: int) -> dict:
     student = build_model(ml_collections.ConfigDict(dict(name="dmlp")), **dims,
                           axis_name=par.axis_name)
     state = create_distill_state(student, [teacher], make_optimizer(optim, 245, 100),
-                                 jax.random.PRNGKey(0), {k: v[:1] for k, v in host.items()})
+                                 jax.random.PRNGKey(0), sample)
     body = functools.partial(steps.distill_step, student=student, teachers=(teacher,),
                              regressor=Regressor(student.feature_dim),
                              loss=steps.LossConfig(1.0, 1.0), pred_len=H)
-    step = par.compile_step(body, num_replicated=2)
-    state, tv = par.replicate(state), par.replicate([t_vars])
-    for _ in range(3):
-      state, m = step(state, tv, par.shard(host))
+    loop = runs.loop_fn(par, body, device_data(splits), par.replicate([t_vars]))
+    state = par.replicate(state)
+    state, m = loop(state, start, mask, len(start))  # compiles
     jax.block_until_ready(m)
-    # Throughput, not timing.median_ms: each step takes the state the last one returned, and
-    # the steps are dispatched back to back as in training, waited for once at the end.
+    # Throughput of the loop as training runs it: all the steps in one call, each taking the
+    # state the last one returned.
     t = time.perf_counter()
-    for _ in range(num_steps):
-      state, m = step(state, tv, par.shard(host))
+    state, m = loop(state, start, mask, len(start))
     jax.block_until_ready(m)
-    out[mode] = num_steps / (time.perf_counter() - t)
+    out[mode] = len(start) / (time.perf_counter() - t)
   return {"devices": num_devices, "platform": jax.devices()[0].platform,
           "steps_per_second": out}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import ml_collections
 from absl import app, flags, logging
 
-from timedistill_jax import runs, steps, trainer
+from timedistill_jax import runs
 
 
 SPLITS = ("train", "val", "test")
@@ -33,12 +33,10 @@ def split_fit(workdir) -> dict:
   loaded = runs.restore_run(workdir)
   config = ml_collections.ConfigDict(loaded.metadata["config"])
   splits = runs.load_splits(config)
-  eval_fn = steps.jit_eval_step(loaded.model, pred_len=config.data.pred_len,
-                                f_dim=runs.f_dim_of(config))
+  evaluate = runs.Evaluator(loaded.model, config, splits, split_names=SPLITS)
   row = dict(run=str(workdir), model=config.model.name)
   for name in SPLITS:
-    metrics = trainer.evaluate(eval_fn, loaded.variables, getattr(splits, name),
-                               config.data.eval_batch_size, config.train.max_eval_batches)
+    metrics = evaluate(loaded.variables, name)
     row[f"{name}_mse"], row[f"{name}_mae"] = metrics["mse"], metrics["mae"]
   return row
 

@@ -19,8 +19,9 @@ def setup(mode):
   import jax
   import ml_collections
 
-  from timedistill_jax import parallel, steps
+  from timedistill_jax import parallel, runs, steps
   from timedistill_jax.data import load_dataset
+  from timedistill_jax.data.device import device_data
   from timedistill_jax.models import build_model
   from timedistill_jax.models.regressor import Regressor
   from timedistill_jax.train_state import create_distill_state, make_optimizer
@@ -35,51 +36,52 @@ def setup(mode):
   sample = splits.train.get_batch(np.arange(B))
   t_vars = teacher.init(jax.random.PRNGKey(7), sample["x"], sample["x_mark"], sample["y_mark"])
   optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
-  batch0 = {k: sample[k] for k in ("x", "y", "x_mark", "y_mark")} | {
-      "mask": np.ones(B, np.float32)}
   state = create_distill_state(student, [teacher], make_optimizer(optim, 10, 10),
-                               jax.random.PRNGKey(0), batch0)
-  body = functools.partial(
-      steps.distill_step, student=student, teachers=(teacher,),
-      regressor=Regressor(student.feature_dim),
-      loss=steps.LossConfig(alpha=1.0, beta=1.0), pred_len=H)
-  step = par.compile_step(body, num_replicated=2)
-  train_body = functools.partial(steps.train_step, model=student, pred_len=H)
-  return par, splits, state, step, par.compile_step(train_body), [t_vars]
+                               jax.random.PRNGKey(0), runs.sample_batch(splits, B))
+  kw = dict(student=student, regressor=Regressor(student.feature_dim),
+            loss=steps.LossConfig(alpha=1.0, beta=1.0), pred_len=H)
+  data = device_data(splits)
+  preds, hiddens = runs.precompute_teacher_outputs([teacher], [t_vars], splits.train, 64)
+  loops = {
+      "online": runs.loop_fn(par, functools.partial(steps.distill_step, teachers=(teacher,),
+                                                    **kw), data, par.replicate([t_vars])),
+      "cached": runs.loop_fn(par, functools.partial(steps.cached_distill_step, **kw),
+                             data.with_teacher_outputs(preds, hiddens)),
+      "plain": runs.loop_fn(par, functools.partial(steps.train_step, model=student,
+                                                   pred_len=H), data),
+  }
+  config = ml_collections.ConfigDict(dict(data=dict(pred_len=H, eval_batch_size=64,
+                                                    features="M"), train=dict()))
+  return par, state, loops, runs.Evaluator(student, config, splits, par)
 
 
-def global_batches():
-  """Three global batches; the last is padded: 5 real rows, 3 masked."""
-  from timedistill_jax.data import load_dataset
-
-  splits = load_dataset("synthetic", seq_len=L, label_len=S, pred_len=H)
-  out = []
-  for start, real in ((0, B), (100, B), (300, 5)):
-    idx = np.r_[np.arange(start, start + real), np.zeros(B - real, int)]
-    b = splits.train.get_batch(idx)
-    out.append({k: b[k] for k in ("x", "y", "x_mark", "y_mark")}
-               | {"mask": (np.arange(B) < real).astype(np.float32)})
-  return out
+def blocks():
+  """Three global batches of training windows as ``[3, B]`` blocks of rows; the last batch is
+  padded: 5 real rows, 3 masked."""
+  start = np.stack([np.arange(0, B), np.arange(100, 100 + B),
+                    np.r_[np.arange(300, 305), np.zeros(B - 5, int)]]).astype(np.int32)
+  mask = (np.arange(B) < np.array([[B], [B], [5]])).astype(np.float32)
+  return start, mask
 
 
 def run_mode(mode):
   import jax
 
-  par, _, state, step, train_step, t_vars = setup(mode)
-  t_vars = par.replicate(t_vars)
+  from timedistill_jax import runs
+
+  par, state, loops, evaluate = setup(mode)
   copy = lambda tree: jax.tree.map(lambda x: jax.numpy.array(x, copy=True), tree)
-  kd_state, plain_state = par.replicate(copy(state)), par.replicate(copy(state))
-  losses, plain_losses = [], []
-  for batch in global_batches():
-    placed = par.shard(par.local_rows(batch))
-    kd_state, m = step(kd_state, t_vars, placed)
-    losses.append([float(m[k]) for k in sorted(m)])
-    plain_state, pm = train_step(plain_state, placed)
-    plain_losses.append(float(pm["loss"]))
   flat = lambda s: np.concatenate([np.ravel(x) for x in jax.tree.leaves(
       par.unreplicate({"p": s.params, "b": s.batch_stats}))])
-  return {"losses": np.array(losses), "params": flat(kd_state),
-          "plain_losses": np.array(plain_losses), "plain_params": flat(plain_state)}
+  out = {}
+  for name, loop in loops.items():
+    new, metrics = loop(par.replicate(copy(state)), *blocks(), 3)  # three steps in one call
+    out[f"{name}_losses"] = np.stack([metrics[k] for k in sorted(metrics)], 1)
+    out[f"{name}_params"] = flat(new)
+    if name == "plain":
+      test = evaluate(runs.eval_variables(new), "test")  # new is placed already
+      out["test"] = np.array([test[k] for k in sorted(test)])
+  return out
 
 
 def main():

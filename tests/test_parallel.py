@@ -32,18 +32,23 @@ def _check(out):
 
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
-  """The worker's 3 steps on 4 fake devices under each mode: none (one device), pmap, shard_map."""
+  """The worker's loops on 4 fake devices under each mode: none (one device), pmap, shard_map."""
   out = tmp_path_factory.mktemp("steps") / "steps.npz"
   _check(subprocess.run([sys.executable, WORKER, "steps", str(out)], env=FOUR_DEVICES,
                         capture_output=True, text=True, timeout=600))
   return np.load(out)
 
 
+KEYS = {f"{loop}_{what}" for loop in ("online", "cached", "plain")
+        for what in ("losses", "params")} | {"test"}
+
+
 def test_pmap_and_shard_map_equal_one_device_on_four_devices(steps):
-  # 3 distill_step and train_step calls; the last global batch has 5 real rows of 8, spread
-  # 2/2/1/0 over the devices, and still matches.
+  # Three steps in one call of each loop the trainer runs (distillation with the teacher run
+  # and cached, supervised training), then a whole test split evaluated in one call. The last
+  # global batch has 5 real rows of 8, spread 2/2/1/0 over the devices, and still matches.
   for mode in ("pmap", "shard_map"):
-    for key in ("losses", "params", "plain_losses", "plain_params"):
+    for key in KEYS:
       np.testing.assert_allclose(steps[f"{mode}_{key}"], steps[f"none_{key}"], rtol=1e-5,
                                  atol=1e-5, err_msg=f"{mode} {key}")
   assert "does not divide over 4 devices" in str(steps["refused"])
@@ -59,7 +64,7 @@ def test_two_processes_agree_with_one(tmp_path, steps):
     _, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-3000:]
   two = np.load(tmp_path / "p0.npz")
-  assert set(two.files) == {"losses", "params", "plain_losses", "plain_params"}
+  assert set(two.files) == KEYS
   for key in two.files:
     np.testing.assert_allclose(two[key], steps[f"none_{key}"], rtol=1e-5, atol=1e-5,
                                err_msg=key)

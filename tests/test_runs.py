@@ -8,7 +8,7 @@ import ml_collections
 import pytest
 
 from tests.helpers import distill_run_config, student_run_config, teacher_run_config
-from timedistill_jax import runs, steps, trainer
+from timedistill_jax import runs
 from timedistill_jax.errors import CheckpointError, ConfigError
 from timedistill_jax.run import run
 
@@ -108,10 +108,7 @@ def test_restore_run_rebuilds_every_kind_of_run(kind, teachers, student, distill
   assert "regressors" not in restored.variables["params"]  # a distilled student drops them
   config = ml_collections.ConfigDict(restored.metadata["config"])
   splits = runs.load_splits(config)
-  eval_fn = steps.jit_eval_step(restored.model, pred_len=config.data.pred_len,
-                                f_dim=runs.f_dim_of(config))
-  test = trainer.evaluate(eval_fn, restored.variables, splits.test, config.data.eval_batch_size,
-                          config.train.max_eval_batches)
+  test = runs.Evaluator(restored.model, config, splits)(restored.variables, "test")
   saved = json.loads((workdir / "results.json").read_text())
   assert test == pytest.approx(saved["test"], rel=1e-6)
   assert restored.metadata["test"] == saved["test"]
@@ -119,3 +116,14 @@ def test_restore_run_rebuilds_every_kind_of_run(kind, teachers, student, distill
 
 def test_load_teacher_is_restore_run():
   assert runs.load_teacher is runs.restore_run and runs.Teacher is runs.Restored
+
+
+def test_teacher_outputs_over_the_cap_say_so_and_the_teachers_run(teachers, distilled, tmp_path,
+                                                                  capsys):
+  config = distill_run_config(teachers)
+  config.teacher.cache_max_mb = 0
+  over = run(config, tmp_path / "kd")
+  out = capsys.readouterr().out
+  assert "NOTE: the teachers' outputs on the" in out and "--config.teacher.cache_max_mb" in out
+  online = json.loads((distilled[False] / "results.json").read_text())
+  assert over["test"] == online["test"]  # the run the cache was refused for is the online one

@@ -1,6 +1,7 @@
 """The pure steps of timedistill_jax/steps.py: one trace for every batch of an epoch, masked
 padding, every window scored once, the distillation step with teachers run or cached, several
-teachers, and the per-device weighting under a device axis.
+teachers, the per-device weighting under a device axis, and many steps (or a whole split's
+evaluation) in one call on windows gathered on the device.
 
 Everything here runs the steps directly on a few synthetic batches; the teachers are freshly
 initialised (the steps do not care whether a teacher was trained).
@@ -20,6 +21,7 @@ from tests.helpers import (RUN_H, RUN_L, RUN_S, SMALL_KWARGS, TINY_TEACHER, inpu
 from tests import helpers
 from timedistill_jax import runs, steps
 from timedistill_jax.data import iterate_batches, load_dataset
+from timedistill_jax.data.device import device_data, pad_batches, split_offsets, window_starts
 from timedistill_jax.metrics import MetricAccumulator
 from timedistill_jax.models import build_model, init_variables
 from timedistill_jax.models.regressor import Regressor
@@ -265,3 +267,62 @@ def test_device_weighting_makes_four_devices_equal_one(splits, teachers, kind):
     _assert_trees_close(device(m4), m1, rtol=1e-5, atol=1e-6)
     _assert_trees_close(device(s4.params), s1.params, rtol=1e-5, atol=1e-6)
     _assert_trees_close(device(s4.batch_stats), s1.batch_stats, rtol=1e-5, atol=1e-6)
+
+
+# ---- many steps in one call, windows gathered on the device ------------------------------------
+
+def _epoch_blocks(splits, batch_size=48):
+  """One shuffled epoch of training batches as device rows (the last one padded)."""
+  data = device_data(splits)
+  start, mask = window_starts(splits.train, split_offsets(splits)["train"], batch_size,
+                              shuffle=True, seed=5, epoch=1)
+  return data, start, mask
+
+
+@pytest.mark.parametrize("kind", ["train", "cached distill"])
+def test_k_steps_in_one_call_are_k_calls_of_one_step(splits, teachers, kind):
+  data, start, mask = _epoch_blocks(splits)
+  tail = slice(len(start) - 5, len(start))  # five steps, the padded last batch included
+  start, mask = start[tail], mask[tail]
+  assert mask[-1].sum() < mask.shape[1]
+  if kind == "train":
+    model = _model(splits, "dmlp", d_model=16)
+    state = _student_state(splits, model)
+    body = functools.partial(steps.train_step, model=model, pred_len=RUN_H)
+  else:
+    _, state, kw = _distill_setup(splits, teachers[:1], "dmlp")
+    preds, hiddens = runs.precompute_teacher_outputs(
+        [teachers[0][0]], [teachers[0][1]], splits.train, 64)
+    data = data.with_teacher_outputs(preds, hiddens)
+    body = functools.partial(steps.cached_distill_step, **kw)
+  loop = jax.jit(lambda s, d, st, m, n: steps.run_steps(body, s, data=d, start=st, mask=m,
+                                                        count=n))
+  # Seven batches compiled, five run: the two padded ones never run.
+  st7, m7 = pad_batches(start, mask, 7)
+  looped, outs = loop(state, data, st7, m7, 5)
+  assert int(looped.step) == int(state.step) + 5
+  one = jax.jit(body)
+  for k in range(5):
+    state, metrics = one(state, data.gather(start[k], mask[k]))
+    for name, value in metrics.items():
+      np.testing.assert_allclose(outs[name][k], value, rtol=1e-6, atol=1e-7, err_msg=name)
+  assert all(float(np.abs(v[5:]).sum()) == 0 for v in outs.values())
+  _assert_trees_close(looped.params, state.params, rtol=1e-6, atol=1e-7)
+  _assert_trees_close(looped.batch_stats, state.batch_stats, rtol=1e-6, atol=1e-7)
+
+
+def test_evaluator_equals_the_host_pipeline(splits):
+  model = _model(splits, "dmlp", d_model=16)
+  variables = runs.eval_variables(_student_state(splits, model))
+  config = ml_collections.ConfigDict(dict(
+      data=dict(pred_len=RUN_H, eval_batch_size=64, features="M"), train=dict()))
+  evaluate = runs.Evaluator(model, config, splits)
+  eval_fn = steps.jit_eval_step(model, pred_len=RUN_H)
+  for name in ("val", "test"):
+    acc = MetricAccumulator()
+    for batch in iterate_batches(getattr(splits, name), 64):
+      acc.add(eval_fn(variables, runs.host_batch(batch)))
+    want, got = acc.result(), evaluate(variables, name)
+    assert got["windows"] == want["windows"] == len(getattr(splits, name))
+    for key in want:
+      np.testing.assert_allclose(got[key], want[key], rtol=1e-6, err_msg=f"{name} {key}")

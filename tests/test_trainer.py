@@ -12,7 +12,7 @@ from tests.helpers import student_run_config
 from timedistill_jax import trainer
 from timedistill_jax.errors import ConfigError, NumericsError
 from timedistill_jax.run import run
-from timedistill_jax.trainer import workdir_lock
+from timedistill_jax.guards import workdir_lock
 
 
 def _mlp(**train):
@@ -55,13 +55,38 @@ def test_a_second_run_on_the_same_workdir_is_refused(tmp_path):
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-  config = student_run_config(log_every=1)
+  # All four steps of an epoch run in one call; the first step's update sends the loss of the
+  # second to inf or NaN, and that step is the one named.
+  config = student_run_config()
   config.optim.lr = 1e30
-  with pytest.raises(NumericsError, match=r"loss became (nan|inf) at step \d+ \(epoch 1\)"):
+  with pytest.raises(NumericsError, match=r"loss became (nan|inf) at step 2 \(epoch 1\)"):
     run(config, tmp_path)
   report = json.loads((tmp_path / "nonfinite_batch.json").read_text())
   assert report["part"] == "sup" and len(report["window_indices"]) == 32
   assert not (tmp_path / "results.json").exists()
+
+
+def test_one_step_per_call_gives_the_results_of_many(tmp_path):
+  # 20 steps an epoch; calls of 1 step, and of up to 8 steps cut at the checkpoints every 6.
+  kw = dict(epochs=3, max_steps_per_epoch=20, checkpoint_every=6)
+  one = run(student_run_config(steps_per_call=1, **kw), tmp_path / "one")
+  many = run(student_run_config(steps_per_call=8, **kw), tmp_path / "many")
+  assert (one["steps_per_call"], many["steps_per_call"]) == (1, 8)
+  assert one["epochs"] == many["epochs"] == 3 and one["best_epoch"] == many["best_epoch"]
+  for split in ("test", "best_val"):
+    assert many[split] == pytest.approx(one[split], rel=1e-6)
+  logs = [[json.loads(line) for line in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+          for d in ("one", "many")]
+  for a, b in zip(*logs):
+    assert b["train"] == pytest.approx(a["train"], rel=1e-6)
+
+
+def test_results_split_the_wall_clock_into_phases(tmp_path):
+  seconds = run(student_run_config(), tmp_path)["seconds"]
+  assert {"data", "compile", "steps", "evaluation", "checkpoints", "other", "total"} <= set(seconds)
+  assert all(v >= 0 for k, v in seconds.items() if k != "other")
+  assert sum(v for k, v in seconds.items() if k != "total") == pytest.approx(seconds["total"],
+                                                                               abs=1e-3)
 
 
 def test_damaged_latest_step_falls_back_to_the_previous_one(tmp_path, capsys):

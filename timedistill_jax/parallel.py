@@ -6,6 +6,10 @@ Every step in ``steps.py`` is written once for one device, with an
 the devices (``layers/batchnorm.py``) and evaluation adds its error sums. So N devices compute what
 one device computes on the whole global batch, the padded last batch included.
 
+``compile_loop`` compiles a step body as a loop over many batches in one call
+(``steps.run_steps``): the data is replicated on every device once, and each call takes only the
+first rows of its windows, ``[K, B]``, split over the devices along ``B`` (``shard_block``).
+
 ``config.parallel.mode``:
 
 * ``none``: plain ``jax.jit`` on the default device;
@@ -15,7 +19,7 @@ one device computes on the whole global batch, the padded last batch included.
   a replicated global array.
 
 Several hosts: ``initialize(config.parallel)`` calls ``jax.distributed.initialize``; each process
-then reads its own contiguous slice of every global batch (``local_rows``).
+then reads its own contiguous slice of every global batch (``shard_block``).
 """
 
 import functools
@@ -25,7 +29,9 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from timedistill_jax import steps
 from timedistill_jax.errors import ConfigError, unknown_name
+from timedistill_jax.timing import PhaseClock
 
 MODES = ("none", "pmap", "shard_map")
 AXIS = "data"
@@ -70,7 +76,9 @@ class DataParallel:
     if mode not in MODES:
       raise unknown_name("parallel mode (config.parallel.mode)", mode, MODES)
     self.mode = mode
-    self.devices = jax.devices() if mode != "none" else jax.devices()[:1]
+    # "none" runs on this process's first device (also where a multi-process run computes
+    # helpers such as the teacher cache).
+    self.devices = jax.devices() if mode != "none" else jax.local_devices()[:1]
     self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
     self.mesh = Mesh(np.array(self.devices), (AXIS,)) if mode == "shard_map" else None
 
@@ -99,25 +107,23 @@ class DataParallel:
 
   # -- placement ------------------------------------------------------------------------------
 
-  def local_rows(self, batch: dict) -> dict:
-    """This process's contiguous slice of a global host batch (all of it with one process)."""
+  def shard_block(self, block):
+    """A global host array ``[K, B]`` (K batches of B windows) -> this process's columns, split
+    over the devices along ``B`` in the layout the compiled loops take."""
+    block = np.asarray(block)
+    if self.mode == "none":  # this process's own device, whatever the other processes do
+      return jax.device_put(block, self.devices[0])
     n = jax.process_count()
-    if n == 1:
-      return batch
-    size = len(batch["mask"]) // n
-    i = jax.process_index()
-    return {k: v[i * size:(i + 1) * size] for k, v in batch.items()}
-
-  def shard(self, batch: dict) -> dict:
-    """Process-local host arrays -> the layout the compiled step takes."""
-    if self.mode == "none":
-      return batch
-    if self.mode == "pmap":
+    if n > 1:
+      size = block.shape[1] // n
+      block = block[:, jax.process_index() * size:(jax.process_index() + 1) * size]
+    if self.mode == "pmap":  # [K, B] -> [k, K, B / k], one slice of columns a device
       k = len(self.local_devices)
-      return jax.tree.map(lambda x: np.asarray(x).reshape((k, -1) + np.shape(x)[1:]), batch)
-    sharding = NamedSharding(self.mesh, P(AXIS))
-    return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), batch)
+      parts = np.moveaxis(block.reshape(block.shape[0], k, -1), 1, 0)
+      sharding = NamedSharding(Mesh(np.array(self.local_devices), (AXIS,)), P(AXIS))
+      return jax.device_put(parts, sharding)
+    return jax.make_array_from_process_local_data(NamedSharding(self.mesh, P(None, AXIS)),
+                                                  block)
 
   def replicate(self, tree):
     """A host or single-device pytree -> replicated on every device.
@@ -126,7 +132,7 @@ class DataParallel:
     knows nothing of a ``shard_map`` mesh; these work across processes in both modes.
     """
     if self.mode == "none":
-      return tree
+      return jax.device_put(tree, self.devices[0])
     if self.mode == "pmap":  # a leading axis of local devices, one copy on each
       k = len(self.local_devices)
       sharding = NamedSharding(Mesh(np.array(self.local_devices), (AXIS,)), P(AXIS))
@@ -150,35 +156,57 @@ class DataParallel:
 
   # -- compilation ----------------------------------------------------------------------------
 
-  def compile_step(self, body, *, num_replicated: int = 1, donate: bool = True):
-    """``body(*replicated, batch, axis_name=...) -> (state, metrics)``, compiled for the mode.
+  def compile_loop(self, body, *, num_replicated: int = 1, donate: bool = True,
+                   clock: PhaseClock | None = None):
+    """``body(carry, *replicated, batch, axis_name=...) -> (carry, out)`` run over many batches
+    in one call (``steps.run_steps``), compiled for the mode.
 
-    The first ``num_replicated`` arguments (the state, then e.g. teacher variables) are
-    replicated; the last, the batch, is split over the devices. The state (first argument) is
-    donated.
+    The result takes ``(carry, *replicated, data, start, mask, count)``: the carry and the
+    ``num_replicated - 1`` further arguments and ``data`` placed by ``replicate``, ``start`` and
+    ``mask`` by ``shard_block``, ``count`` (the batches to run) by ``replicate``. It returns
+    ``(carry, outs)``, every leaf of ``outs`` stacked to ``[K, ...]`` and the same on every
+    device. Compiled ahead of time at the first call; ``clock`` counts that as ``compile``.
     """
+    def loop(carry, *rest, axis_name=None):
+      *args, data, start, mask, count = rest
+      return steps.run_steps(body, carry, *args, data=data, start=start, mask=mask,
+                             count=count, axis_name=axis_name)
+
     donate_argnums = (0,) if donate else ()
     if self.mode == "none":
-      return jax.jit(body, donate_argnums=donate_argnums)
-    fn = functools.partial(body, axis_name=AXIS)
+      return _AheadOfTime(jax.jit(loop, donate_argnums=donate_argnums), clock)
+    fn = functools.partial(loop, axis_name=AXIS)
     if self.mode == "pmap":
-      pmapped = jax.pmap(fn, axis_name=AXIS, donate_argnums=donate_argnums)
+      pmapped = _AheadOfTime(jax.pmap(fn, axis_name=AXIS, donate_argnums=donate_argnums), clock,
+                             ahead=False)
 
       def call(*args):
-        state, metrics = pmapped(*args)
-        return state, self.first(metrics)
+        carry, outs = pmapped(*args)
+        return carry, self.first(outs)
 
       return call
-    in_specs = (P(),) * num_replicated + (P(AXIS),)
+    in_specs = (P(),) * (num_replicated + 1) + (P(None, AXIS), P(None, AXIS), P())
     mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
-    return jax.jit(mapped, donate_argnums=donate_argnums)
+    return _AheadOfTime(jax.jit(mapped, donate_argnums=donate_argnums), clock)
 
-  def compile_eval(self, body):
-    """``body(variables, batch, axis_name=...) -> sums`` (added over devices inside)."""
-    if self.mode == "none":
-      return jax.jit(body)
-    fn = functools.partial(body, axis_name=AXIS)
-    if self.mode == "pmap":
-      pmapped = jax.pmap(fn, axis_name=AXIS)
-      return lambda variables, batch: self.first(pmapped(variables, batch))
-    return jax.jit(jax.shard_map(fn, mesh=self.mesh, in_specs=(P(), P(AXIS)), out_specs=P()))
+
+class _AheadOfTime:
+  """A jitted function compiled at its first call for the arguments given then
+  (``lower(...).compile()``), so that a run can count compilation apart from its steps.
+
+  A pmapped one is called as it is (its ahead-of-time form takes global shapes, which differ
+  from what each process passes); its first call, compilation and all, counts as ``compile``.
+  """
+
+  def __init__(self, fn, clock: PhaseClock | None, *, ahead: bool = True):
+    self._fn, self._clock, self._ahead, self._compiled = fn, clock or PhaseClock(), ahead, None
+
+  def __call__(self, *args):
+    if self._compiled is None:
+      with self._clock.phase("compile"):
+        if self._ahead:
+          self._compiled = self._fn.lower(*args).compile()
+        else:
+          self._compiled = self._fn
+          return jax.block_until_ready(self._fn(*args))
+    return self._compiled(*args)

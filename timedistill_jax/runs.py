@@ -18,10 +18,13 @@ import numpy as np
 
 from timedistill_jax import parallel, steps
 from timedistill_jax.checkpoints import CheckpointStore
-from timedistill_jax.data import iterate_batches, load_dataset, num_batches
+from timedistill_jax.data import load_dataset, num_batches
+from timedistill_jax.data.device import device_data, pad_batches, split_offsets, window_starts
 from timedistill_jax.errors import CheckpointError, ConfigError, unknown_name
 from timedistill_jax.models import build_model, count_params, init_variables
+from timedistill_jax.metrics import MetricAccumulator
 from timedistill_jax.models.regressor import Regressor
+from timedistill_jax.timing import PhaseClock
 from timedistill_jax.train_state import (create_distill_state, create_train_state,
                                          make_optimizer)
 
@@ -75,17 +78,77 @@ class Run:
 
   model: object  # the Flax module that is evaluated and saved (teacher or student)
   state: object  # TrainState on one device (the loop replicates it)
-  step_fn: Callable  # (replicated state, process-local host batch) -> (state, metrics)
-  eval_fn: Callable  # (replicated variables, placed batch) -> error sums of all devices
+  # (replicated state, start [K, B], mask [K, B], count) -> (state, metrics {name: [K]}):
+  # ``count`` optimiser steps on the training windows starting at rows ``start`` (host arrays)
+  step_fn: Callable
+  evaluate: "Evaluator"  # (replicated variables, split name) -> metrics over every window
+  offsets: dict  # the first row of each split in the placed data
   metadata: dict  # extra JSON for checkpoints and results (teacher info, ...)
 
 
-def _eval_fn(model, config, par):
-  return par.compile_eval(functools.partial(
-      steps.eval_step, model=model, pred_len=config.data.pred_len, f_dim=f_dim_of(config)))
+def loop_fn(par: parallel.DataParallel, body, data, *replicated, clock=None, donate=True):
+  """``body`` compiled as a loop over batches gathered from ``data`` (placed here once):
+  ``(carry, start [K, B], mask [K, B], count) -> (carry, outs [K, ...])``, host blocks in."""
+  compiled = par.compile_loop(body, num_replicated=1 + len(replicated), donate=donate,
+                              clock=clock)
+  placed = par.replicate(data)
+
+  def call(carry, start, mask, count):
+    return compiled(carry, *replicated, placed, par.shard_block(start), par.shard_block(mask),
+                    par.replicate(np.int32(count)))
+
+  return call
 
 
-def build_student_run(config, splits, par: parallel.DataParallel) -> Run:
+class Evaluator:
+  """Error metrics of a model over every window of a split, each split in one call.
+
+  The batches of a pass (the last one padded and masked) are gathered on the device and their
+  error sums come back together; the host adds them in float64, batch by batch, as
+  ``metrics.MetricAccumulator`` always has. Validation and test passes are padded to one
+  number of batches, so one compiled program serves both (``split_names`` to cover others).
+  """
+
+  def __init__(self, model, config, splits, par=None, *, data=None, clock=None,
+               split_names=("val", "test")):
+    par = par or parallel.DataParallel("none")
+    self.splits, self.offsets = splits, split_offsets(splits)
+    self.batch_size = par.round_up(config.data.eval_batch_size)
+    self.max_batches = config.train.get("max_eval_batches", 0)
+    self.num = max(self._num_batches(name) for name in split_names)
+    body = steps.as_loop_body(functools.partial(
+        steps.eval_step, model=model, pred_len=config.data.pred_len, f_dim=f_dim_of(config)))
+    self._fn = loop_fn(par, body, device_data(splits) if data is None else data, clock=clock,
+                       donate=False)
+
+  def _num_batches(self, name: str) -> int:
+    n = num_batches(getattr(self.splits, name), self.batch_size)
+    return min(n, self.max_batches) if self.max_batches else n
+
+  def __call__(self, variables, split: str) -> dict:
+    if self._num_batches(split) > self.num:
+      raise ValueError(f"this Evaluator was built for {self.num} batches a split; pass "
+                       f"split_names=(..., {split!r}) to evaluate the {split} split.")
+    start, mask = window_starts(getattr(self.splits, split), self.offsets[split],
+                                self.batch_size)
+    count = self._num_batches(split)
+    start, mask = pad_batches(start[:count], mask[:count], self.num)
+    _, sums = self._fn(variables, start, mask, count)
+    sums = jax.device_get(sums)
+    acc = MetricAccumulator()
+    for b in range(count):
+      acc.add({k: v[b] for k, v in sums.items()})
+    return acc.result()
+
+
+def _build(model, config, splits, par, state, body, data, *replicated, clock, metadata=None):
+  return Run(model=model, state=state,
+             step_fn=loop_fn(par, body, data, *replicated, clock=clock),
+             evaluate=Evaluator(model, config, splits, par, data=data, clock=clock),
+             offsets=split_offsets(splits), metadata=metadata or {})
+
+
+def build_student_run(config, splits, par: parallel.DataParallel, clock=None) -> Run:
   """A model trained on the data alone (the student baseline, or a teacher)."""
   model = model_for(config, splits, par)
   init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -93,11 +156,9 @@ def build_student_run(config, splits, par: parallel.DataParallel) -> Run:
   tx = make_optimizer(config.optim, steps_per_epoch(config, splits), config.train.epochs)
   state = create_train_state({"model": variables["params"]}, variables.get("batch_stats", {}),
                              tx, state_rng)
-  train_step = par.compile_step(functools.partial(
-      steps.train_step, model=model, pred_len=config.data.pred_len, f_dim=f_dim_of(config)))
-  return Run(model=model, state=state,
-             step_fn=lambda state, batch: train_step(state, par.shard(host_batch(batch))),
-             eval_fn=_eval_fn(model, config, par), metadata={})
+  body = functools.partial(steps.train_step, model=model, pred_len=config.data.pred_len,
+                           f_dim=f_dim_of(config))
+  return _build(model, config, splits, par, state, body, device_data(splits), clock=clock)
 
 
 # -- distillation -------------------------------------------------------------------------------
@@ -151,41 +212,42 @@ def load_torch_teacher_of(config, splits, path):
 
 
 def precompute_teacher_outputs(teachers, teacher_variables, split, batch_size: int) -> tuple:
-  """Teacher predictions and features for every window of ``split`` (host numpy arrays)."""
-  fn = jax.jit(functools.partial(steps.teacher_outputs, tuple(teachers)))
-  preds = [[] for _ in teachers]
-  hiddens = [[] for _ in teachers]
-  for batch in iterate_batches(split, batch_size):
-    keep = int(batch["mask"].sum())
-    for i, (p, h) in enumerate(fn(teacher_variables, host_batch(batch))):
-      preds[i].append(np.asarray(p)[:keep])
-      hiddens[i].append(np.asarray(h)[:keep])
-  return (tuple(np.concatenate(p) for p in preds), tuple(np.concatenate(h) for h in hiddens))
+  """Teacher predictions and features for every window of ``split``, in window order, computed
+  on the default device in one call: ``((pred [N, H, C], ...), (hidden [N, C_t, D_t], ...))``,
+  one entry per teacher, left on the device."""
+  data = device_data(split)
+  body = steps.as_loop_body(
+      lambda variables, batch, axis_name=None: steps.teacher_outputs(teachers, variables, batch))
+  start, mask = window_starts(split, 0, batch_size)
+  fn = loop_fn(parallel.DataParallel("none"), body, data, donate=False)
+  _, outs = fn(tuple(teacher_variables), start, mask, len(start))
+  n = len(split)
+  flat = [tuple(a.reshape((-1,) + a.shape[2:])[:n] for a in out) for out in outs]
+  return tuple(p for p, _ in flat), tuple(h for _, h in flat)
 
 
-def _cached_step_fn(config, splits, teachers, teacher_vars, kw, par):
-  """The cached-teacher step, or None when caching is off or the outputs would not fit."""
+def teacher_cache_mb(config, splits, teachers) -> float:
+  """MiB of float32 teacher outputs on every training window."""
+  per_window = sum(config.data.pred_len * splits.num_channels
+                   + splits.num_channels * t.feature_dim for t in teachers) * 4
+  return len(splits.train) * per_window / 2**20
+
+
+def _cache_fits(config, splits, teachers) -> bool:
+  """Whether the teachers' outputs are cached; says so when they are over the cap."""
   if not config.teacher.get("cache", True):
-    return None
-  n = len(splits.train)
-  per_window = sum(kw["pred_len"] * splits.num_channels + splits.num_channels * t.feature_dim
-                   for t in teachers) * 4
-  if n * per_window / 2**20 > config.teacher.get("cache_max_mb", 2048):
-    return None
-  preds, hiddens = precompute_teacher_outputs(
-      teachers, teacher_vars, splits.train, config.data.eval_batch_size)
-  compiled = par.compile_step(functools.partial(steps.cached_distill_step, **kw))
-
-  def step_fn(state, batch):  # the window indices pick the cached outputs on the host
-    idx = batch["index"]
-    return compiled(state, par.shard(host_batch(batch) | {
-        "teacher_pred": tuple(p[idx] for p in preds),
-        "teacher_hidden": tuple(h[idx] for h in hiddens)}))
-
-  return step_fn
+    return False
+  need, cap = teacher_cache_mb(config, splits, teachers), config.teacher.get("cache_max_mb", 2048)
+  if need <= cap:
+    return True
+  print(f"NOTE: the teachers' outputs on the {len(splits.train)} training windows need "
+        f"{need:.0f} MiB, over config.teacher.cache_max_mb = {cap}; the teachers run on every "
+        "batch instead (slower). Raise --config.teacher.cache_max_mb if the device has the "
+        "memory, or set --config.teacher.cache=False to say so.")
+  return False
 
 
-def build_distill_run(config, splits, par: parallel.DataParallel) -> Run:
+def build_distill_run(config, splits, par: parallel.DataParallel, clock=None) -> Run:
   """The student, one regressor per teacher and the distillation step."""
   workdirs = teacher_workdirs(config)
   loaded = [restore_run(w, check=lambda meta, w=w: check_teacher(config, splits, meta, w))
@@ -202,14 +264,6 @@ def build_distill_run(config, splits, par: parallel.DataParallel) -> Run:
   kw = dict(student=student, regressor=Regressor(features=student.feature_dim),
             loss=steps.LossConfig.from_config(config.distill), pred_len=config.data.pred_len,
             f_dim=f_dim_of(config))
-
-  step_fn = _cached_step_fn(config, splits, teachers, teacher_vars, kw, par)
-  if step_fn is None:
-    online = par.compile_step(functools.partial(steps.distill_step, teachers=teachers, **kw),
-                              num_replicated=2)
-    placed_vars = par.replicate(teacher_vars)
-    step_fn = lambda state, batch: online(state, placed_vars, par.shard(host_batch(batch)))
-
   metadata = {
       "teachers": [{"workdir": w, "model": t.metadata["model"],
                     "test": t.metadata.get("test"), "val": t.metadata.get("val")}
@@ -217,8 +271,17 @@ def build_distill_run(config, splits, par: parallel.DataParallel) -> Run:
       "num_regressor_params": sum(count_params({"params": r})
                                   for r in state.params["regressors"]),
   }
-  return Run(model=student, state=state, step_fn=step_fn,
-             eval_fn=_eval_fn(student, config, par), metadata=metadata)
+  data = device_data(splits)
+  if _cache_fits(config, splits, teachers):
+    with (clock or PhaseClock()).phase("teacher cache"):
+      preds, hiddens = jax.block_until_ready(precompute_teacher_outputs(
+          teachers, teacher_vars, splits.train, config.data.eval_batch_size))
+    body = functools.partial(steps.cached_distill_step, **kw)
+    return _build(student, config, splits, par, state, body,
+                  data.with_teacher_outputs(preds, hiddens), clock=clock, metadata=metadata)
+  body = functools.partial(steps.distill_step, teachers=teachers, **kw)
+  return _build(student, config, splits, par, state, body, data, par.replicate(teacher_vars),
+                clock=clock, metadata=metadata)
 
 
 # The teacher is trained like the student baseline; only its config differs.
@@ -226,12 +289,14 @@ RUN_KINDS = {"student": build_student_run, "teacher": build_student_run,
              "distill": build_distill_run}
 
 
-def build_run(config, splits, par: parallel.DataParallel | None = None) -> Run:
-  """The ``Run`` of ``config.kind`` (``student`` by default)."""
+def build_run(config, splits, par: parallel.DataParallel | None = None,
+              clock: PhaseClock | None = None) -> Run:
+  """The ``Run`` of ``config.kind`` (``student`` by default); ``clock`` counts compilation
+  and the teacher cache."""
   kind = config.get("kind", "student")
   if kind not in RUN_KINDS:
     raise unknown_name("run kind (config.kind)", kind, RUN_KINDS)
-  return RUN_KINDS[kind](config, splits, par or parallel.DataParallel("none"))
+  return RUN_KINDS[kind](config, splits, par or parallel.DataParallel("none"), clock)
 
 
 # -- restoring a finished run -------------------------------------------------------------------

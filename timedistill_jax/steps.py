@@ -197,6 +197,41 @@ def predict_step(variables, batch, *, model):
   return pred
 
 
+# -- many steps per call, windows gathered on the device ------------------------------------------
+
+def run_steps(body, carry, *args, data, start, mask, count, axis_name=None):
+  """``count`` calls of ``body(carry, *args, batch, axis_name=...) -> (carry, out)`` in one
+  program, batch ``k`` being the windows that start at rows ``start[k]`` of ``data`` (a
+  ``data.device.DeviceData``), masked by ``mask[k]``.
+
+  ``start, mask: [K, B]`` (this device's columns); ``count <= K`` is a traced scalar, so one
+  compiled program serves every call of a run, the short ones at an epoch's end included.
+  Returns ``(carry, outs)`` with every leaf of ``out`` stacked to ``[K, ...]`` (entries past
+  ``count`` are zeros). The step's own dropout key is ``fold_in(rng, step)``, so ``K`` steps in
+  one call are the ``K`` steps of ``K`` calls.
+  """
+  def call(carry, k):
+    return body(carry, *args, data.gather(start[k], mask[k]), axis_name=axis_name)
+
+  shapes = jax.eval_shape(lambda c: call(c, 0)[1], carry)
+  outs = jax.tree.map(lambda a: jnp.zeros(start.shape[:1] + a.shape, a.dtype), shapes)
+
+  def one(k, loop):
+    carry, outs = loop
+    carry, out = call(carry, k)
+    return carry, jax.tree.map(lambda buf, v: buf.at[k].set(v), outs, out)
+
+  return jax.lax.fori_loop(0, count, one, (carry, outs))
+
+
+def as_loop_body(fn):
+  """``fn(variables, batch, axis_name=...) -> out`` as a ``run_steps`` body that keeps its
+  carry (the variables) unchanged: evaluation and prediction over many batches in one call."""
+  def body(variables, batch, *, axis_name=None):
+    return variables, fn(variables, batch, axis_name=axis_name)
+  return body
+
+
 def jit_train_step(model, *, pred_len: int, f_dim: int = 0):
   """``train_step`` for one device: ``(state, batch) -> (state, metrics)``, state donated."""
   return jax.jit(

@@ -77,9 +77,11 @@ def validate_config(config) -> None:
   _positive_int(t.patience, "config.train.patience")
   _positive_int(t.log_every, "config.train.log_every")
   _number(t.get("divergence_factor", 0), "config.train.divergence_factor")
-  every = t.get("checkpoint_every", 0)
-  if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-    raise ConfigError(f"config.train.checkpoint_every must be an integer >= 0, got {every!r}.")
+  for key in ("checkpoint_every", "steps_per_call"):
+    value = t.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise ConfigError(f"config.train.{key} must be an integer >= 0, got {value!r}.")
+  _number(t.get("checkpoint_seconds", 0), "config.train.checkpoint_seconds")
 
   if kind == "distill":
     dist = config.distill

@@ -287,8 +287,14 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       epochs=epochs,
       patience=patience,
-      log_every=50,  # steps between live-loss updates (and non-finite checks)
-      checkpoint_every=100,  # steps between mid-epoch checkpoints for resuming (0: epoch ends)
+      # Steps run in one call (0: up to the next checkpoint or the end of the epoch, at most
+      # log_every); the live loss and the progress bar update once a call.
+      steps_per_call=0,
+      log_every=100,
+      # Mid-epoch checkpoints for resuming, besides those at every epoch's end: every this many
+      # steps (0: none by count), and at the first call that ends this long after the last save.
+      checkpoint_every=0,
+      checkpoint_seconds=600.0,
       # A loss above this many times the first step's stops the run as diverged (0: never).
       divergence_factor=1000.0,
       progress=True,
@@ -314,4 +320,3 @@ def apply_smoke(config: ml_collections.ConfigDict) -> None:
   config.train.epochs = 2
   config.train.max_steps_per_epoch = 4
   config.train.max_eval_batches = 2
-  config.train.log_every = 1

@@ -138,15 +138,33 @@ def iterate_batches(split: WindowSplit, batch_size: int, *, shuffle: bool = Fals
       or not 0 <= start_batch <= total:
     raise ConfigError(f"start_batch must be an integer in [0, {total}] (batches per epoch of the "
                       f"{split.name} split), got {start_batch!r}.")
+  index, mask = batch_indices(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
+  return _batches(split, index, mask, start_batch)
+
+
+def batch_indices(split: WindowSplit, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                  epoch: int = 0) -> tuple[np.ndarray, np.ndarray]:
+  """The window indices and masks of every batch of one pass: ``index, mask: [nb, B]``.
+
+  The last, short batch is filled by cycling through its own real windows and masked, so each
+  window is counted once. ``iterate_batches`` cuts its batches from these, and the steps that
+  gather their windows on the device take them directly: both see the same windows in the same
+  order.
+  """
+  total = num_batches(split, batch_size)
   order = epoch_order(split, shuffle=shuffle, seed=seed, epoch=epoch)
-  return _batches(split, order, batch_size, start_batch, total)
-
-
-def _batches(split, order, batch_size, start_batch, total):
-  for b in range(start_batch, total):
+  index = np.empty((total, batch_size), np.int64)
+  mask = np.zeros((total, batch_size), np.float32)
+  for b in range(total):
     real = order[b * batch_size:(b + 1) * batch_size]
-    index = np.resize(real, batch_size)  # cycles through the real windows to fill the batch
-    batch = split.get_batch(index)
-    batch["mask"] = (np.arange(batch_size) < len(real)).astype(np.float32)  # [B]
-    batch["index"] = index  # [B]
+    index[b] = np.resize(real, batch_size)
+    mask[b, :len(real)] = 1.0
+  return index, mask
+
+
+def _batches(split, index, mask, start_batch):
+  for b in range(start_batch, len(index)):
+    batch = split.get_batch(index[b])
+    batch["mask"] = mask[b]  # [B]
+    batch["index"] = index[b]  # [B]
     yield batch
