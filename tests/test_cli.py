@@ -91,3 +91,25 @@ def test_non_finite_values_fail_before_anything_is_written(tmp_path, bad, messag
   with pytest.raises(TimeDistillError, match=message):
     run(config, tmp_path / "run")
   assert not (tmp_path / "run").exists()
+
+
+def test_compilation_cache_is_filled_and_reused(tmp_path):
+  # A second identical run reads its programs from the cache the first one filled, with the
+  # same results (how much faster it is, is the benchmark's business, not a test's).
+  cache = tmp_path / "xla"
+  env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_PERSISTENT_CACHE")
+         and k != "JAX_COMPILATION_CACHE_DIR"}
+  runs = []
+  for name in ("a", "b"):
+    out = subprocess.run(
+        [sys.executable, "-m", "timedistill_jax", "--config",
+         "student:dataset=synthetic,model=mlp,smoke=True", "--config.train.progress=False",
+         f"--compilation_cache={cache}", "--workdir", str(tmp_path / name)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    runs.append(json.loads((tmp_path / name / "results.json").read_text()))
+    if name == "a":
+      filled = {p.name for p in cache.iterdir()}
+      assert len(filled) >= 3  # the step loop, the evaluation and the initialisation at least
+  assert {p.name for p in cache.iterdir()} == filled  # nothing new to compile the second time
+  assert runs[0]["test"] == runs[1]["test"]
