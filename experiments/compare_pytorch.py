@@ -302,7 +302,7 @@ def report(setting: str, parity_rows: dict, timing: dict, loads: tuple, threads:
   if timing_only:
     return "\n".join(timing_section(setting, timing, loads, threads)) + "\n"
   lines = ["# JAX vs PyTorch: parity and step times", "",
-           "`python -m experiments.compare_pytorch` (issue 8). " + setting + ".", "",
+           "`python -m experiments.compare_pytorch`. " + setting + ".", "",
            "## Parity (float32, one batch, alpha = beta = 1, ETTh1 iTransformer settings)", "",
            "Largest absolute difference, JAX vs PyTorch with the same weights:", "",
            "| quantity | " + " | ".join(parity_rows) + " |",

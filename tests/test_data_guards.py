@@ -7,7 +7,7 @@ import pytest
 from timedistill_jax.configs import get_config
 from timedistill_jax.data import load_dataset
 from timedistill_jax.errors import DataError, NumericsError
-from timedistill_jax.trainer import check_metrics
+from timedistill_jax.guards import check_metrics
 
 
 def _csv(tmp_path, value, row):
@@ -43,7 +43,7 @@ def test_a_non_finite_metric_names_the_split():
 
 
 def test_a_test_row_past_float32_never_reaches_results(tmp_path):
-  """The issue's case: 1e39 in a test row used to give ``"mse": NaN`` and exit 0."""
+  """1e39 in a test row: refused before training, never a ``"mse": NaN`` with exit 0."""
   from timedistill_jax.run import run
 
   config = get_config("student", "dataset=custom,smoke=True")
@@ -61,3 +61,13 @@ def test_an_unnamed_index_column_is_refused(tmp_path):
   assert pd.read_csv(path).columns[0] == "Unnamed: 0"
   with pytest.raises(DataError, match=r"'Unnamed: 0'.*index=False"):
     load_dataset("custom", seq_len=24, label_len=12, pred_len=12, path=str(path))
+
+
+def test_data_hints_name_the_command_line_keys(tmp_path):
+  # The fix a message names is what the command line takes: --config.data.*, not key=.
+  path = _csv(tmp_path, 0.0, 0)
+  with pytest.raises(DataError, match=r"pass --config\.data\.target= with one of these names"):
+    load_dataset("custom", seq_len=48, label_len=8, pred_len=12, path=str(path), target="nope")
+  with pytest.raises(DataError, match=r"pass --config\.data\.path=FILE\.csv"):
+    load_dataset("custom", seq_len=48, label_len=8, pred_len=12,
+                 path=str(tmp_path / "missing.csv"))
