@@ -21,7 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from absl import app, flags
 
 ROOT = Path(__file__).resolve().parent.parent  # the workers run from here, as this module

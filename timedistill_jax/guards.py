@@ -108,9 +108,11 @@ class LossGuard:
   that first loss is kept in the checkpoints, so a resumed run judges by the same bound.
   """
 
-  def __init__(self, workdir: Path, main: bool, factor: float, latest, reference=None):
+  def __init__(self, workdir: Path, main: bool, factor: float, latest, reference=None,
+               checkpoints: Path | None = None):
     self.workdir, self.main, self.factor, self.latest = workdir, main, factor, latest
     self.reference = reference
+    self.checkpoints = checkpoints or workdir / "checkpoints"  # where the good ones are kept
 
   def check(self, pending: list) -> None:
     for epoch, step, metrics, indices in pending:
@@ -134,7 +136,7 @@ class LossGuard:
     if self.main:
       write_json(path, {"epoch": epoch + 1, "step": step, "part": part, "metrics": values,
                         "window_indices": [int(i) for i in indices]})
-    kept = (f"its last good checkpoint is kept in {self.workdir / 'checkpoints'}"
+    kept = (f"its last good checkpoint is kept in {self.checkpoints}"
             if self.latest.latest_step() is not None else "no checkpoint had been saved yet")
     label = "the loss" if part == "loss" else f"the {part!r} loss"
     raise NumericsError(

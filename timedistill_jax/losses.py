@@ -177,6 +177,8 @@ def timedistill_loss(pred_s, pred_t, hidden_s, hidden_t, y, *, alpha: float, bet
   weights = {"sup": sup_weight, "pred_scale": alpha * scale_weight,
              "pred_period": alpha * period_weight, "feat_scale": beta * scale_weight,
              "feat_period": beta * period_weight}
-  # A zero weight drops its term from the sum (not 0 * term: a non-finite term stays out).
-  total = sum(w * parts[k] for k, w in weights.items() if w != 0)
-  return total, parts
+  # A zero weight drops its term from the sum (not 0 * term: a non-finite term stays out). A
+  # traced weight (an ensemble member's own) is dropped by a select instead, to the same value.
+  terms = [w * parts[k] if isinstance(w, (int, float)) else jnp.where(w != 0, w * parts[k], 0.0)
+           for k, w in weights.items() if not isinstance(w, (int, float)) or w != 0]
+  return sum(terms), parts

@@ -35,6 +35,7 @@ from timedistill_jax.timing import PhaseClock
 
 MODES = ("none", "pmap", "shard_map")
 AXIS = "data"
+MEMBERS = "members"  # the mesh axis an ensemble's members are split over
 
 
 def initialize(parallel_config) -> None:
@@ -70,9 +71,14 @@ def initialize(parallel_config) -> None:
 
 
 class DataParallel:
-  """Placement of states and batches, and compilation of step bodies, for one mode."""
+  """Placement of states and batches, and compilation of step bodies, for one mode.
 
-  def __init__(self, mode: str = "none"):
+  ``member_devices`` > 1 (``shard_map`` only) lays the devices out as a 2-D mesh
+  ``(members, data)``: an ensemble's members are split over the first axis, each group of
+  devices running its members on the whole batch, split over the second.
+  """
+
+  def __init__(self, mode: str = "none", member_devices: int = 1):
     if mode not in MODES:
       raise unknown_name("parallel mode (config.parallel.mode)", mode, MODES)
     self.mode = mode
@@ -80,7 +86,15 @@ class DataParallel:
     # helpers such as the teacher cache).
     self.devices = jax.devices() if mode != "none" else jax.local_devices()[:1]
     self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
-    self.mesh = Mesh(np.array(self.devices), (AXIS,)) if mode == "shard_map" else None
+    self.member_devices = member_devices
+    if member_devices > 1 and (mode != "shard_map" or len(self.devices) % member_devices):
+      raise ConfigError(
+          f"config.parallel.member_devices = {member_devices} needs parallel.mode 'shard_map' "
+          f"and a device count it divides ({len(self.devices)} devices, mode {mode!r}).")
+    self.mesh = None
+    if mode == "shard_map":
+      grid = np.array(self.devices).reshape(member_devices, -1)
+      self.mesh = Mesh(grid, (MEMBERS, AXIS)) if member_devices > 1 else Mesh(grid[0], (AXIS,))
 
   @property
   def axis_name(self):
@@ -91,19 +105,49 @@ class DataParallel:
     return len(self.devices)
 
   @property
+  def data_devices(self) -> int:
+    """The devices a batch is split over."""
+    return self.num_devices // self.member_devices
+
+  @property
   def is_main_process(self) -> bool:
     return jax.process_index() == 0
 
   def check_batch_size(self, batch_size: int, what: str = "config.data.batch_size") -> None:
-    per_process = self.num_devices // jax.process_count()
-    if batch_size % self.num_devices or (batch_size // jax.process_count()) % per_process:
+    n = self.data_devices
+    per_process = n // jax.process_count() if self.member_devices == 1 else n
+    if batch_size % n or (batch_size // jax.process_count()) % max(per_process, 1):
       raise ConfigError(
-          f"{what} = {batch_size} does not divide over {self.num_devices} devices "
-          f"(mode {self.mode!r}); use a multiple of {self.num_devices}.")
+          f"{what} = {batch_size} does not divide over {n} devices "
+          f"(mode {self.mode!r}); use a multiple of {n}.")
 
   def round_up(self, batch_size: int) -> int:
     """An evaluation batch size that divides over the devices (the extra rows are masked)."""
-    return -(-batch_size // self.num_devices) * self.num_devices
+    return -(-batch_size // self.data_devices) * self.data_devices
+
+  def _member_spec(self, *rest) -> P:
+    """The spec of an array with a leading member axis: split over the member devices."""
+    return P(MEMBERS if self.member_devices > 1 else None, *rest)
+
+  def place_members(self, tree):
+    """An ensemble's stacked host or device pytree (leading member axis) -> its devices."""
+    if self.mode == "none":
+      return jax.device_put(tree, self.devices[0])
+    if self.mode != "shard_map":
+      raise ConfigError("an ensemble runs under parallel.mode 'none' or 'shard_map'.")
+    sharding = NamedSharding(self.mesh, self._member_spec())
+    return jax.tree.map(lambda x: jax.make_array_from_callback(
+        np.shape(x), sharding, lambda idx, x=np.asarray(jax.device_get(x)): x[idx]), tree)
+
+  def shard_member_block(self, block):
+    """A host array ``[M, K, B]`` (K batches of B windows a member) -> members over the member
+    devices, ``B`` over the data devices (one process)."""
+    block = np.asarray(block)
+    if self.mode == "none":
+      return jax.device_put(block, self.devices[0])
+    spec = self._member_spec(*([None, AXIS] if block.ndim == 3 else []))
+    return jax.make_array_from_callback(block.shape, NamedSharding(self.mesh, spec),
+                                        lambda idx: block[idx])
 
   # -- placement ------------------------------------------------------------------------------
 
@@ -187,6 +231,29 @@ class DataParallel:
       return call
     in_specs = (P(),) * (num_replicated + 1) + (P(None, AXIS), P(None, AXIS), P())
     mapped = jax.shard_map(fn, mesh=self.mesh, in_specs=in_specs, out_specs=(P(), P()))
+    return _AheadOfTime(jax.jit(mapped, donate_argnums=donate_argnums), clock)
+
+
+  def compile_member_loop(self, body, *, num_replicated: int = 1, donate: bool = True,
+                          clock: PhaseClock | None = None):
+    """:meth:`compile_loop` for an ensemble (``steps.run_member_steps``): the carry and the
+    outputs have a leading member axis, ``start`` and ``mask`` are ``[M, K, B]`` and ``count``
+    ``[M]``, placed by :meth:`place_members` and :meth:`shard_member_block`."""
+    def loop(carry, *rest, axis_name=None):
+      *args, data, start, mask, count = rest
+      return steps.run_member_steps(body, carry, *args, data=data, start=start, mask=mask,
+                                    count=count, axis_name=axis_name)
+
+    donate_argnums = (0,) if donate else ()
+    if self.mode == "none":
+      return _AheadOfTime(jax.jit(loop, donate_argnums=donate_argnums), clock)
+    if self.mode != "shard_map":
+      raise ConfigError("an ensemble runs under parallel.mode 'none' or 'shard_map'.")
+    member = self._member_spec()
+    block = self._member_spec(None, AXIS)
+    in_specs = (member,) + (P(),) * num_replicated + (block, block, member)
+    mapped = jax.shard_map(functools.partial(loop, axis_name=AXIS), mesh=self.mesh,
+                           in_specs=in_specs, out_specs=(member, member))
     return _AheadOfTime(jax.jit(mapped, donate_argnums=donate_argnums), clock)
 
 

@@ -140,10 +140,19 @@ def teacher_outputs(teachers, teacher_variables, batch):
   return outs
 
 
+def loss_weights(loss: LossConfig) -> dict:
+  """The five weights of a loss's parts (``losses.timedistill_loss``'s arguments)."""
+  return {"alpha": loss.alpha, "beta": loss.beta, "sup_weight": loss.sup_weight,
+          "scale_weight": loss.scale_weight, "period_weight": loss.period_weight}
+
+
 def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig, pred_len: int,
-                    f_dim: int, axis_name=None):
+                    f_dim: int, axis_name=None, weights=None):
+  """``weights``: traced loss weights (``loss_weights``'s keys) that replace ``loss``'s, so that
+  the members of an ensemble may each have their own alpha, beta and ablation switches."""
   y = target_of(batch, pred_len, f_dim)
   mask = batch["mask"]
+  weights = loss_weights(loss) if weights is None else weights
 
   def loss_fn(params, rng):
     variables = model_variables(params["model"], state.batch_stats)
@@ -156,9 +165,7 @@ def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig,
       hidden_s = feats_s["hidden"][:, :hidden_t.shape[1]]
       total, p = losses.timedistill_loss(
           pred_s[..., f_dim:], pred_t[..., f_dim:], hidden_s, hidden_t, y,
-          alpha=loss.alpha, beta=loss.beta, temperature=loss.temperature,
-          num_scales=loss.num_scales, mask=mask, sup_weight=loss.sup_weight,
-          scale_weight=loss.scale_weight, period_weight=loss.period_weight)
+          temperature=loss.temperature, num_scales=loss.num_scales, mask=mask, **weights)
       totals.append(total)
       parts.append(p)
     n = len(totals)
@@ -169,20 +176,20 @@ def _distill_update(state, batch, outs, *, student, regressor, loss: LossConfig,
 
 
 def distill_step(state, teacher_variables, batch, *, student, teachers, regressor,
-                 loss: LossConfig, pred_len: int, f_dim: int = 0, axis_name=None):
+                 loss: LossConfig, pred_len: int, f_dim: int = 0, axis_name=None, weights=None):
   """One distillation step with the teachers run on the batch (the reference's way)."""
   outs = teacher_outputs(teachers, teacher_variables, batch)
   return _distill_update(state, batch, outs, student=student, regressor=regressor, loss=loss,
-                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name)
+                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name, weights=weights)
 
 
 def cached_distill_step(state, batch, *, student, regressor, loss: LossConfig, pred_len: int,
-                        f_dim: int = 0, axis_name=None):
+                        f_dim: int = 0, axis_name=None, weights=None):
   """The same step with teacher outputs precomputed: ``batch["teacher_pred"]`` and
   ``batch["teacher_hidden"]`` are tuples with one entry per teacher."""
   outs = list(zip(batch["teacher_pred"], batch["teacher_hidden"]))
   return _distill_update(state, batch, outs, student=student, regressor=regressor, loss=loss,
-                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name)
+                         pred_len=pred_len, f_dim=f_dim, axis_name=axis_name, weights=weights)
 
 
 def eval_step(variables, batch, *, model, pred_len: int, f_dim: int = 0, axis_name=None):
@@ -222,6 +229,17 @@ def run_steps(body, carry, *args, data, start, mask, count, axis_name=None):
     return carry, jax.tree.map(lambda buf, v: buf.at[k].set(v), outs, out)
 
   return jax.lax.fori_loop(0, count, one, (carry, outs))
+
+
+def run_member_steps(body, carry, *args, data, start, mask, count, axis_name=None):
+  """:func:`run_steps` for an ensemble: every leaf of ``carry`` and ``start, mask: [M, K, B]``,
+  ``count: [M]`` carry a leading member axis, mapped with ``jax.vmap``; ``args`` and ``data``
+  are shared. A member whose ``count`` is 0 (it has stopped) keeps its carry unchanged."""
+  def member(carry, start, mask, count):
+    return run_steps(body, carry, *args, data=data, start=start, mask=mask, count=count,
+                     axis_name=axis_name)
+
+  return jax.vmap(member)(carry, start, mask, count)
 
 
 def as_loop_body(fn):

@@ -81,19 +81,17 @@ def create_train_state(params, batch_stats, tx, rng) -> TrainState:
                     opt_state=tx.init(params), rng=rng, tx=tx)
 
 
-def create_distill_state(student, teachers, optimizer, rng, sample_batch) -> TrainState:
-  """Student and one regressor per teacher, initialised; the teachers are not in here.
-
-  The initialisation is one jitted call: run op by op, it dispatches hundreds of small
-  operations, each compiled on its own (seconds on a CPU).
-  """
-  init_rng, reg_rng, state_rng = jax.random.split(rng, 3)
+def distill_initializer(student, teachers, sample_batch):
+  """``init(rng) -> (params, batch_stats)`` of a student and one regressor per teacher, jitted
+  once: run op by op, an initialisation dispatches hundreds of small operations, each compiled
+  on its own (seconds on a CPU), and an ensemble initialises many members with it."""
   b = {k: sample_batch[k] for k in ("x", "x_mark", "y_mark", "mask")}
   regressor = Regressor(features=student.feature_dim)
   widths = tuple(teacher.feature_dim for teacher in teachers)
 
   @jax.jit
-  def init(b):
+  def init(rng):
+    init_rng, reg_rng, _ = jax.random.split(rng, 3)
     variables = init_variables(student, b, init_rng)
     regs = []
     for i, width in enumerate(widths):
@@ -101,8 +99,16 @@ def create_distill_state(student, teachers, optimizer, rng, sample_batch) -> Tra
       regs.append(regressor.init(jax.random.fold_in(reg_rng, i), dummy))
     return {"model": variables["params"], "regressors": regs}, variables.get("batch_stats", {})
 
-  params, batch_stats = init(b)
-  return create_train_state(params, batch_stats, optimizer, state_rng)
+  return init
+
+
+def create_distill_state(student, teachers, optimizer, rng, sample_batch, *,
+                         initializer=None) -> TrainState:
+  """Student and one regressor per teacher, initialised; the teachers are not in here.
+  ``initializer``: a ``distill_initializer`` to reuse (the same values)."""
+  init = initializer or distill_initializer(student, teachers, sample_batch)
+  params, batch_stats = init(rng)
+  return create_train_state(params, batch_stats, optimizer, jax.random.split(rng, 3)[2])
 
 
 def learning_rate(optim_config, steps_per_epoch: int, epochs: int, step: int) -> float:

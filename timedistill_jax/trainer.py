@@ -1,15 +1,17 @@
 """``train_and_evaluate``: epochs, learning-rate schedule, early stopping, logs, checkpoints.
 
-One loop serves every run kind (a teacher, the student alone, the distilled student): the kind
-only decides how the state is built and which step runs (``runs.RUN_KINDS``). The loop
+One loop serves every run kind (a teacher, the student alone, the distilled student), one model
+or an ensemble of many: the kind only decides how the state is built and which step runs
+(``runs.RUN_KINDS``), and a single run is a run of one member. The loop
 
 * validates the config and loads the data before anything is compiled or written;
-* runs many steps per call (``config.train.steps_per_call``; by default up to the next
-  checkpoint or the end of the epoch), each step gathering its windows from data placed on the
-  device once, with a seeded per-epoch shuffle; the progress bar and the live loss update per
-  call, and every step's loss is checked (``guards.LossGuard``);
+* runs many steps per call (``config.train.steps_per_call``; by default up to ``log_every``),
+  each step gathering its windows from data placed on the device once, with each member's
+  seeded per-epoch shuffle; the progress bar and the live loss update per call, and every step's
+  loss is checked (``guards.LossGuard``);
 * evaluates validation MSE over every window each epoch in one call, keeps ``best`` and
-  ``latest`` checkpoints apart, and stops early with the reference's patience rule;
+  ``latest`` checkpoints apart, and stops each member early with the reference's patience rule
+  (a stopped member of an ensemble is frozen while the others go on);
 * restores the best state, evaluates it on every test window and writes ``results.json``, with
   the run's time split into phases (compile, steps, evaluation, checkpoints, ...);
 * resumes from the ``latest`` checkpoint of its workdir when restarted.
@@ -25,8 +27,10 @@ from tqdm.auto import tqdm
 
 from timedistill_jax import checkpoints, crash, parallel, runs, steps
 from timedistill_jax.checkpoints import write_json
-from timedistill_jax.data.device import pad_batches, window_starts
-from timedistill_jax.guards import LossGuard, check_metrics, check_workdir, workdir_lock
+from timedistill_jax.data.device import pad_batches
+from timedistill_jax.errors import NumericsError
+from timedistill_jax.guards import check_metrics, check_workdir, workdir_lock
+from timedistill_jax.members import Members
 from timedistill_jax.models import count_params
 from timedistill_jax.timing import PhaseClock, median_ms
 from timedistill_jax.train_state import learning_rate
@@ -49,7 +53,7 @@ def train_and_evaluate(config, workdir) -> dict:
     print(f"{workdir} already holds a finished run; delete it or use another --workdir to rerun.")
     return json.loads(done.read_text())
   parallel.initialize(config.parallel)
-  par = parallel.DataParallel(config.parallel.mode)
+  par = parallel.DataParallel(config.parallel.mode, config.parallel.get("member_devices", 1))
   par.check_batch_size(config.data.batch_size)
   clock = PhaseClock()
   with clock.phase("data"):
@@ -77,39 +81,17 @@ def call_length(batch: int, spe: int, k: int, checkpoint_every: int) -> int:
   return n
 
 
-class _Progress:
-  """Where training stands: the counters the ``latest`` checkpoint carries for an exact resume."""
-
-  def __init__(self):
-    self.epoch, self.next_batch, self.epoch_losses = 0, 0, []
-    # The reference's patience rule, kept by hand: flax's EarlyStopping sets should_stop before
-    # counting the current epoch, so it would stop one epoch later than the reference.
-    self.best_val, self.bad_epochs, self.best_epoch = float("inf"), 0, -1
-
-  def metadata(self, epoch, next_batch, losses, loss_reference) -> dict:
-    return {"epoch": epoch, "next_batch": next_batch, "epoch_losses": losses,
-            "best_val": self.best_val, "bad_epochs": self.bad_epochs,
-            "best_epoch": self.best_epoch, "loss_reference": loss_reference}
-
-  def resume(self, meta: dict, spe: int) -> None:
-    self.best_val, self.bad_epochs = meta["best_val"], meta["bad_epochs"]
-    self.best_epoch = meta["best_epoch"]
-    if meta["next_batch"] >= spe:
-      self.epoch = meta["epoch"] + 1
-    else:
-      self.epoch, self.next_batch = meta["epoch"], meta["next_batch"]
-      self.epoch_losses = meta["epoch_losses"]
-
-
 def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
            t_start: float) -> dict:
   main = par.is_main_process
   done = workdir / "results.json"
   if main:
     write_json(workdir / "config.json", config.to_dict())
+  num_params = count_params({"params": run.state.params["model"]})
+  if run.members is not None:  # stacked over members: one member's count
+    num_params //= len(run.members)
   meta_base = {"config": config.to_dict(), "data": splits.metadata(),
-               "model": config.model.name, "num_params": count_params(
-                   {"params": run.state.params["model"]})} | run.metadata
+               "model": config.model.name, "num_params": num_params} | run.metadata
   spe = runs.steps_per_epoch(config, splits)
   tcfg = config.train
   k = steps_per_call(config, spe)
@@ -117,105 +99,99 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
   latest = checkpoints.CheckpointStore(workdir / "checkpoints" / "latest", max_to_keep=2)
   best_store = checkpoints.CheckpointStore(workdir / "checkpoints" / "best")
   abstract = jax.eval_shape(lambda: run.state.checkpoint_tree())
-  state, at = run.state, _Progress()
-  guard = LossGuard(workdir, main, float(tcfg.get("divergence_factor", 0)), latest)
+  at = Members(run, workdir, main, float(tcfg.get("divergence_factor", 0)), latest)
+  state = run.state
   if latest.latest_step() is not None:  # resume where the last checkpoint left off
     with clock.phase("checkpoints"):
       tree, meta = latest.restore_newest_good(abstract)
+      if at.ensemble and best_store.latest_step() is not None:
+        at.best_tree = best_store.restore(at.best_abstract(abstract))[0]
     state = state.from_checkpoint_tree(tree)
     at.resume(meta, spe)
-    guard.reference = meta.get("loss_reference")
     print(f"resuming {workdir} at epoch {at.epoch + 1}, batch {at.next_batch} "
-          f"(best val MSE {at.best_val:.4f})")
-  state = par.replicate(state)
-
+          f"(best val MSE {at.best_val_text()})")
+  state = run.place(state)
   last_save = [time.monotonic()]
 
   def save_latest(epoch, next_batch, losses):
     with clock.phase("checkpoints"):
-      latest.save(epoch * spe + next_batch, par.unreplicate(state.checkpoint_tree()),
-                  meta_base | at.metadata(epoch, next_batch, losses, guard.reference))
+      latest.save(epoch * spe + next_batch, run.unplace(state.checkpoint_tree()),
+                  meta_base | at.metadata(epoch, next_batch, losses))
     last_save[0] = time.monotonic()
 
   epoch_ms = []
   log = open(workdir / "metrics.jsonl", "a") if main else None
   try:
     for epoch in range(at.epoch, tcfg.epochs):
-      if at.bad_epochs >= tcfg.patience:
+      if not at.active.any():
         break
-      lr = learning_rate(config.optim, spe, tcfg.epochs, epoch * spe)
+      lrs = [learning_rate(c.optim, spe, tcfg.epochs, epoch * spe) for c in run.member_configs]
       first = at.next_batch if epoch == at.epoch else 0
-      losses = list(at.epoch_losses) if epoch == at.epoch else []
+      losses = at.epoch_losses if epoch == at.epoch else [[] for _ in at.guards]
       bar = tqdm(total=spe, initial=first, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False,
                  disable=not (tcfg.progress and main), dynamic_ncols=True)
-      starts, masks = window_starts(splits.train, run.offsets["train"], config.data.batch_size,
-                                    shuffle=True, seed=config.seed, epoch=epoch)
+      starts, masks = run.windows(epoch)  # [M, nb, B]
       t0 = time.perf_counter()
       b = first
       while b < spe:
         n = call_length(b, spe, k, tcfg.checkpoint_every)
-        start, mask = pad_batches(starts[b:b + n], masks[b:b + n], k)  # [k, B]
+        block = [pad_batches(s[b:b + n], m[b:b + n], k) for s, m in zip(starts, masks)]
+        count = np.where(at.active, n, 0)
         with clock.phase("steps"):
-          state, m = run.step_fn(state, start, mask, n)
-          m = jax.device_get(m)
-        step_metrics = [{name: float(v[j]) for name, v in m.items()} for j in range(n)]
-        guard.check([(epoch, epoch * spe + b + j + 1, step_metrics[j],
-                      starts[b + j][masks[b + j] > 0] - run.offsets["train"])
-                     for j in range(n)])
+          state, m = run.step_fn(state, np.stack([s for s, _ in block]),
+                                 np.stack([x for _, x in block]), count)
+          m = jax.device_get(m)  # {name: [M, k]}
+        at.check_steps(epoch, epoch * spe + b, n, m, starts[:, b:b + n], masks[:, b:b + n],
+                       losses)
         for j in range(n):
           crash.after_step(epoch * spe + b + j + 1)
-        losses += step_metrics
         b += n
         bar.update(n)
-        bar.set_postfix(loss=f"{step_metrics[-1]['loss']:.4f}")
+        bar.set_postfix(loss=at.live_loss(losses))
         every, seconds = tcfg.checkpoint_every, tcfg.get("checkpoint_seconds", 0)
         if b < spe and ((every and b % every == 0)
                         or (seconds and time.monotonic() - last_save[0] >= seconds)):
           save_latest(epoch, b, losses)
       epoch_ms.append(1000 * (time.perf_counter() - t0) / max(1, spe - first))
       bar.close()
-      train_metrics = {name: float(np.mean([x[name] for x in losses])) for name in losses[0]}
       with clock.phase("evaluation"):
-        val = run.evaluate(runs.eval_variables(state), "val")
-      check_metrics(val, "validation", f"epoch {epoch + 1}")
-      improved = val["mse"] < at.best_val
-      if improved:
-        at.best_val, at.bad_epochs, at.best_epoch = val["mse"], 0, epoch
+        vals = run.evaluate(runs.eval_variables(state), "val")
+      improved = at.end_epoch(epoch, vals, losses, tcfg.patience)
+      if improved.any():
         with clock.phase("checkpoints"):
-          host_tree = par.unreplicate(state.checkpoint_tree())
-          best_store.save(epoch, {"params": host_tree["params"],
-                                  "batch_stats": host_tree["batch_stats"]},
-                          meta_base | {"epoch": epoch, "val": val})
-      else:
-        at.bad_epochs += 1
-      save_latest(epoch, spe, [])
+          host_tree = run.unplace(state.checkpoint_tree())
+          tree = at.update_best(improved, {"params": host_tree["params"],
+                                           "batch_stats": host_tree["batch_stats"]})
+          best_store.save(epoch, tree, meta_base | at.best_metadata(epoch))
+      save_latest(epoch, spe, [[] for _ in at.guards])
       if main:
-        record = {"epoch": epoch + 1, "lr": lr, "train": train_metrics, "val": val,
-                  "ms_per_step": epoch_ms[-1], "best_epoch": at.best_epoch + 1}
-        log.write(json.dumps(record) + "\n")
+        log.write(json.dumps(at.record(epoch, lrs, epoch_ms[-1])) + "\n")
         log.flush()
-        print(f"epoch {epoch + 1}: train loss {train_metrics['loss']:.4f}  val MSE "
-              f"{val['mse']:.4f}{'  (best)' if improved else ''}  lr {lr:.2e}  "
-              f"{epoch_ms[-1]:.1f} ms/step")
+        print(at.epoch_line(epoch, lrs[0], epoch_ms[-1]))
   finally:
     if log:
       log.close()
     latest.close()
 
+  if not at.has_best.any():
+    raise NumericsError(f"no member of {workdir} trained: " + "; ".join(at.failures()))
   with clock.phase("checkpoints"):
-    best_tree, best_meta = best_store.restore(
-        {"params": abstract["params"], "batch_stats": abstract["batch_stats"]})
+    best_tree, best_meta = best_store.restore(at.best_abstract(abstract))
+  at.restored_best(best_meta)
   variables = steps.model_variables(best_tree["params"]["model"], best_tree["batch_stats"])
   with clock.phase("evaluation"):
-    test = run.evaluate(par.replicate(variables), "test")
-  check_metrics(test, "test", f"the best epoch {best_meta['epoch'] + 1}")
+    tests = run.evaluate(run.place(variables), "test")
+  for m, test in enumerate(tests):
+    if at.has_best[m]:
+      where = f" of member {m}" if at.ensemble else ""
+      check_metrics(test, "test", f"the best epoch{where} {at.best_epoch[m] + 1}")
   with clock.phase("inference timing"):
-    inference_ms = _inference_ms(run.model, variables, splits)
-  results = {
+    one = variables if not at.ensemble else runs.ensemble.member_tree(variables, 0)
+    inference_ms = _inference_ms(run.model, one, splits)
+  common = {
       "kind": config.get("kind", "student"), "dataset": config.data.name,
-      "model": config.model.name, "pred_len": config.data.pred_len, "seed": config.seed,
-      "test": test, "best_val": best_meta["val"], "best_epoch": best_meta["epoch"] + 1,
-      "epochs": len(epoch_ms) + at.epoch, "num_params": meta_base["num_params"],
+      "model": config.model.name, "pred_len": config.data.pred_len,
+      "num_params": meta_base["num_params"],
       "ms_per_train_step": float(np.median(epoch_ms[1:] or epoch_ms)) if epoch_ms else None,
       "inference_ms_per_batch": inference_ms,
       "steps_per_call": k,
@@ -224,12 +200,16 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
                    "processes": jax.process_count()},
   } | {key: v for key, v in run.metadata.items()
        if key in ("teachers", "num_regressor_params")}
+  results = common | at.results(tests, len(epoch_ms))
   if main:
-    best_store.update_metadata(None, {"test": test})  # the checkpoint alone describes the model
+    best_store.update_metadata(None, {"test": tests[0] if not at.ensemble else tests})
+    if at.ensemble:
+      with clock.phase("checkpoints"):
+        at.export_members(best_tree, tests, meta_base, common)
     wall = time.time() - t_start
     results |= {"wall_seconds": wall, "seconds": clock.report(wall)}
     write_json(done, results)
-    print(f"test: MSE {test['mse']:.4f}  MAE {test['mae']:.4f}  ({test['windows']} windows)")
+    print(at.test_line(tests))
   best_store.close()
   return results
 

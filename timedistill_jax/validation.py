@@ -71,6 +71,7 @@ def validate_config(config) -> None:
   mode = config.get("parallel", {}).get("mode", "none")
   if mode not in PARALLEL_MODES:
     raise unknown_name("parallel mode (config.parallel.mode)", mode, PARALLEL_MODES)
+  _check_ensemble(config, mode)
 
   t = config.train
   _positive_int(t.epochs, "config.train.epochs")
@@ -95,6 +96,31 @@ def validate_config(config) -> None:
                         "--config.teacher.torch_checkpoint=FILE.pth of a PyTorch one.")
     if torch_checkpoint:
       _check_torch_checkpoints(config.teacher, torch_checkpoint)
+
+
+def _check_ensemble(config, mode: str) -> None:
+  """The members' lists parse; an ensemble runs on one process under ``none`` or
+  ``shard_map``, its members dividing over ``member_devices``."""
+  from timedistill_jax.runs import ensemble  # jax-heavy; only needed here
+
+  member_devices = config.get("parallel", {}).get("member_devices", 1)
+  _positive_int(member_devices, "config.parallel.member_devices")
+  if not ensemble.is_ensemble(config):
+    if member_devices > 1:
+      raise ConfigError("config.parallel.member_devices > 1 splits an ensemble's members over "
+                        "devices: set --config.ensemble.seeds=... (or lr, alpha, beta, variants) "
+                        "too, or leave member_devices at 1.")
+    return
+  count = len(ensemble.members(config))
+  if mode == "pmap":
+    raise ConfigError("an ensemble runs under --config.parallel.mode=none or shard_map, not "
+                      "pmap (shard_map splits its members and the batch over devices).")
+  if config.parallel.get("coordinator_address", "") or config.parallel.get("auto_initialize"):
+    raise ConfigError("an ensemble runs in one process (several devices through shard_map); "
+                      "drop the multi-process settings, or run its members as single runs.")
+  if count % member_devices:
+    raise ConfigError(f"{count} ensemble members do not divide over "
+                      f"config.parallel.member_devices = {member_devices}.")
 
 
 def _check_torch_checkpoints(teacher, paths: str) -> None:

@@ -312,7 +312,19 @@ def parallel_config() -> ml_collections.ConfigDict:
       num_processes=0,
       process_id=-1,
       auto_initialize=False,  # let JAX find the cluster (TPU VM pods, SLURM)
+      # shard_map with an ensemble: devices its members are split over (a 2-D mesh of
+      # member_devices x the rest, the batch split over the rest).
+      member_devices=1,
   ))
+
+
+ENSEMBLE_KEYS = ("seeds", "lr", "alpha", "beta", "variants")
+
+
+def ensemble_config() -> ml_collections.ConfigDict:
+  """The ``ensemble`` group: comma-separated lists of what an ensemble's members vary (seeds,
+  lr; alpha, beta, variants for distillation). All empty: a single run."""
+  return ml_collections.ConfigDict({key: "" for key in ENSEMBLE_KEYS})
 
 
 def apply_smoke(config: ml_collections.ConfigDict) -> None:

@@ -32,6 +32,7 @@ def get_config(arg=None):
       name=a.model, d_model=s["d_model"], norm=s["norm"], moving_avg=25))
   config.optim = ml_collections.ConfigDict(dict(lr=0.01, schedule="type1", weight_decay=0.0))
   config.parallel = common.parallel_config()
+  config.ensemble = common.ensemble_config()
   config.train = common.train_config(epochs=s["epochs"], patience=5)
   if a.smoke:
     common.apply_smoke(config)

@@ -38,6 +38,7 @@ def get_config(arg=None):
   config.optim = ml_collections.ConfigDict(
       dict(lr=train["lr"], schedule="type1", weight_decay=0.0))
   config.parallel = common.parallel_config()
+  config.ensemble = common.ensemble_config()
   config.train = common.train_config(epochs=train["epochs"], patience=train["patience"])
   if a.smoke:
     common.apply_smoke(config)
