@@ -81,18 +81,43 @@ def _cli(config, workdir, *extra, env=FOUR_DEVICES):
   return json.loads((workdir / "results.json").read_text())
 
 
-@pytest.mark.parametrize("mode", ["pmap"])  # shard_map: same body, checked step by step above
-def test_cli_distillation_under_a_parallel_mode_matches_one_device(tmp_path, mode):
-  # A teacher trained on one device serves a student on four (checkpoints are mode-free).
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+  """A tiny iTransformer trained on one device (checkpoints are mode-free)."""
   config = teacher_config.get_config("dataset=synthetic,model=itransformer,pred_len=12,smoke=True")
   config.data.seq_len, config.data.label_len = 48, 8
   config.model.update(dict(d_model=16, d_ff=16, n_heads=2, e_layers=1))
   config.train.progress = False
-  run(config, tmp_path / "teacher")
-  arg = "configs/distill.py:dataset=synthetic,teacher=itransformer,pred_len=12,smoke=True"
-  common = [f"--config.teacher.workdir={tmp_path / 'teacher'}", "--config.model.d_model=16"]
-  one = _cli(arg, tmp_path / "one", *common)
-  four = _cli(arg, tmp_path / mode, *common, f"--config.parallel.mode={mode}")
+  workdir = tmp_path_factory.mktemp("teacher") / "teacher"
+  run(config, workdir)
+  return workdir
+
+
+DISTILL = "configs/distill.py:dataset=synthetic,teacher=itransformer,pred_len=12,smoke=True"
+
+
+@pytest.mark.parametrize("mode", ["pmap"])  # shard_map: same body, checked step by step above
+def test_cli_distillation_under_a_parallel_mode_matches_one_device(tmp_path, mode, teacher):
+  # A teacher trained on one device serves a student on four.
+  common = [f"--config.teacher.workdir={teacher}", "--config.model.d_model=16"]
+  one = _cli(DISTILL, tmp_path / "one", *common)
+  four = _cli(DISTILL, tmp_path / mode, *common, f"--config.parallel.mode={mode}")
   assert four["parallel"] == {"mode": mode, "devices": 4, "processes": 1}
   assert four["test"]["windows"] == one["test"]["windows"]
   assert abs(four["test"]["mse"] - one["test"]["mse"]) < 1e-4
+
+
+def test_ensemble_over_a_2d_mesh_matches_one_device(tmp_path, teacher):
+  # 4 members of a distillation (2 seeds x 2 alphas, the teacher run on every batch) on a
+  # (members 2) x (data 2) mesh of 4 devices: each device 2 members and half the batch.
+  common = [f"--config.teacher.workdir={teacher}", "--config.model.d_model=16",
+            "--config.teacher.cache=False", "--config.ensemble.seeds=1,2",
+            "--config.ensemble.alpha=0.5,1"]
+  one = _cli(DISTILL, tmp_path / "one", *common)
+  mesh = _cli(DISTILL, tmp_path / "mesh", *common, "--config.parallel.mode=shard_map",
+              "--config.parallel.member_devices=2")
+  assert mesh["parallel"] == {"mode": "shard_map", "devices": 4, "processes": 1}
+  assert len(mesh["members"]) == len(one["members"]) == 4
+  for a, b in zip(one["members"], mesh["members"]):
+    assert (a["seed"], a["alpha"], a["best_epoch"]) == (b["seed"], b["alpha"], b["best_epoch"])
+    assert b["test"]["mse"] == pytest.approx(a["test"]["mse"], rel=1e-5)

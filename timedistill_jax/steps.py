@@ -221,7 +221,12 @@ def run_steps(body, carry, *args, data, start, mask, count, axis_name=None):
     return body(carry, *args, data.gather(start[k], mask[k]), axis_name=axis_name)
 
   shapes = jax.eval_shape(lambda c: call(c, 0)[1], carry)
-  outs = jax.tree.map(lambda a: jnp.zeros(start.shape[:1] + a.shape, a.dtype), shapes)
+  # Under shard_map a buffer must vary over the mesh axes of what is written into it, and zeros
+  # made from nothing vary over none: tie them to the carry, which varies like a step's outputs
+  # (over an ensemble's member axis, not over the data axis its metrics are averaged on).
+  anchor = jnp.where(True, 0, jax.tree.leaves(carry)[0].reshape(-1)[0])
+  outs = jax.tree.map(
+      lambda a: jnp.zeros(start.shape[:1] + a.shape, a.dtype) + anchor.astype(a.dtype), shapes)
 
   def one(k, loop):
     carry, outs = loop

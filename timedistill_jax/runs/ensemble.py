@@ -148,14 +148,16 @@ def build(parts, config, splits, par, clock=None) -> Run:
   compiled = par.compile_member_loop(_member_body(parts.body, bool(weights)),
                                      num_replicated=1 + len(parts.replicated), clock=clock)
   placed_data = par.replicate(parts.data)
-  placed_weights = par.place_members(weights)
+  # The weights travel with the donated state through every call, so each call hands on the
+  # buffers the last one returned.
+  placed_weights = [par.place_members(weights)]
   evaluate = Evaluator(parts.model, config, splits, par, data=parts.data, clock=clock,
                        members=len(specs))
   offsets = split_offsets(splits)
 
   def step_fn(state, start, mask, count):
-    (state, _), metrics = compiled(
-        (state, placed_weights), *parts.replicated, placed_data,
+    (state, placed_weights[0]), metrics = compiled(
+        (state, placed_weights[0]), *parts.replicated, placed_data,
         par.shard_member_block(start), par.shard_member_block(mask),
         par.shard_member_block(np.asarray(count, np.int32)))
     return state, metrics
