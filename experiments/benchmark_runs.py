@@ -21,6 +21,9 @@ From the repository root (the torch extra for the PyTorch columns; ETTh1 in the 
    from process start, and the run's own split of it (``results.json`` ``seconds``: compile,
    steps, evaluation, checkpoints, teacher cache, data, the rest). Each is run with an empty
    compilation cache and again with the cache the first run filled. The kinds alternate.
+4. Ensembles: seeds 2021-2025 of the MLP and the DMLP distillation as one ensemble against five
+   single runs one after another, wall clock from process start, and how far apart the members'
+   and the single runs' test MSE are.
 """
 
 import functools
@@ -212,18 +215,56 @@ def whole_run(student: str, teacher: Path, workdir: Path, cache: Path) -> dict:
           "best_epoch": results["best_epoch"]}
 
 
+def ensemble_runs(student: str, teacher: Path, root: Path, seeds: list, cache: Path) -> dict:
+  """``seeds`` as one ensemble against as many single runs one after another (the same
+  settings, the same compilation cache), each a fresh process; wall clocks from process start,
+  and how far each member's test MSE is from its single run's."""
+  flags = [f"--config.teacher.workdir={teacher}", "--config.distill.alpha=1",
+           "--config.distill.beta=1", "--config.train.progress=False",
+           f"--compilation_cache={cache}"]
+  config = f"distill:dataset=etth1,teacher=itransformer,student={student},pred_len=96"
+  singles, wall = [], 0.0
+  for seed in seeds:
+    workdir = root / f"single_{student}_{seed}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "timedistill_jax", "--config", f"{config},seed={seed}",
+                    *flags, "--workdir", str(workdir)], cwd=ROOT, check=True,
+                   capture_output=True)
+    wall += time.perf_counter() - t
+    singles.append(json.loads((workdir / "results.json").read_text()))
+  workdir = root / f"ensemble_{student}"
+  shutil.rmtree(workdir, ignore_errors=True)
+  t = time.perf_counter()
+  subprocess.run([sys.executable, "-m", "timedistill_jax", "--config", config, *flags,
+                  f"--config.ensemble.seeds={','.join(map(str, seeds))}", "--workdir",
+                  str(workdir)], cwd=ROOT, check=True, capture_output=True)
+  ensemble_wall = time.perf_counter() - t
+  members = json.loads((workdir / "results.json").read_text())["members"]
+  gap = max(abs(m["test"]["mse"] - r["test"]["mse"]) / r["test"]["mse"]
+            for m, r in zip(members, singles))
+  return {"singles_wall": wall, "ensemble_wall": ensemble_wall,
+          "epochs": [r["epochs"] for r in singles], "member_epochs": [m["epochs"] for m in members],
+          "same_best_epoch": all(m["best_epoch"] == r["best_epoch"]
+                                 for m, r in zip(members, singles)),
+          "max_relative_test_gap": gap}
+
+
 # -- report -------------------------------------------------------------------------------------
 
 def machine_line(peak: dict, loads: list) -> str:
   import jax
-  import torch
+
+  from experiments.compare_pytorch import torch
 
   blas = peak["blas"]
   kernel = (f"{blas.get('internal_api')} {blas.get('architecture')} kernel, "
             f"{blas.get('num_threads')} threads" if blas else "kernel unknown (no threadpoolctl)")
   return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; jax "
-          f"{jax.__version__} ({jax.devices()[0].platform}), torch {torch.__version__} with "
-          f"{torch.get_num_threads()} threads; numpy sgemm peak {peak['gflops']:.0f} GFLOP/s "
+          f"{jax.__version__} ({jax.devices()[0].platform}), "
+          + (f"torch {torch.__version__} with {torch.get_num_threads()} threads"
+             if torch is not None else "no torch")
+          + f"; numpy sgemm peak {peak['gflops']:.0f} GFLOP/s "
           f"({kernel}); load average (1 min) before / after: "
           + " / ".join(f"{v:.2f}" for v in loads))
 
@@ -258,19 +299,24 @@ def run_table(whole: dict) -> list:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from experiments.compare_pytorch import Pair, real_batch
+  from experiments.compare_pytorch import Pair, real_batch, torch
   from timedistill_jax.data import load_dataset
 
-  import torch
-  torch.set_num_threads(_THREADS.value)
+  steps_too = _STEPS.value and torch is not None
+  if _STEPS.value and torch is None:
+    print("NOTE: torch is not installed (pip install -e .[torch]): the step table, whose "
+          "columns compare with PyTorch, is left out.")
+  if torch is not None:
+    torch.set_num_threads(_THREADS.value)
   loads = [os.getloadavg()[0]]
   peak = sgemm_peak()
   print(f"numpy sgemm peak: {peak['gflops']:.0f} GFLOP/s {peak['blas']}")
   batch, source = real_batch(32, 720, 96)
-  splits = load_dataset("etth1", seq_len=720, label_len=48, pred_len=96)
+  splits = load_dataset("etth1" if source == "ETTh1" else "synthetic", seq_len=720,
+                        label_len=48, pred_len=96)
   k = _STEPS_PER_CALL.value
   timing, flops = {}, {}
-  for student in ("mlp", "dmlp"):
+  for student in ("mlp", "dmlp") if steps_too else ():
     runners, flops[student] = step_runners(Pair(batch, 96, student=student), splits, k)
     timing[student] = interleaved_ms_per_step(runners, _ROUNDS.value, _SECONDS.value)
     print(student, {n: f"{v:.2f} ms" for n, v in timing[student].items()})
@@ -286,6 +332,15 @@ def main(argv):
         name = f"{student.upper()} distillation, {label}"
         whole[name] = whole_run(student, teacher, root / f"kd_{student}", caches[student])
         print(name, json.dumps(whole[name]))
+  ensembles = {}
+  if _ENSEMBLES.value:
+    root = Path(_WORKDIR.value)
+    teacher = teacher_dir(root)
+    seeds = [2021, 2022, 2023, 2024, 2025]
+    for student in ("mlp", "dmlp"):
+      ensembles[student] = ensemble_runs(student, teacher, root, seeds,
+                                         root / f"xla_cache_{student}")
+      print(student, json.dumps(ensembles[student]))
   loads.append(os.getloadavg()[0])
   lines = ["# The training core's speed on this machine", "",
            f"`python -m experiments.benchmark_runs`. {machine_line(peak, loads)}.", "",
@@ -293,12 +348,27 @@ def main(argv):
            *step_table(timing, flops, peak["gflops"], k), "",
            "PyTorch / JAX above 1: JAX is faster. The share of the sgemm peak is XLA's FLOP count "
            "of the step over its time at " + f"{k} steps a call, against numpy's float32 matrix "
-           "product on the same cores."]
+           "product on the same cores."] if timing else [
+               "# The training core's speed on this machine", "",
+               f"`python -m experiments.benchmark_runs`. {machine_line(peak, loads)}."]
   if whole:
     lines += ["", "## Whole distillation runs to early stop (ETTh1, H=96, iTransformer teacher)",
               "", "Seconds, wall clock from process start; the phases are the run's own "
               "(`results.json`), the rest is the interpreter, imports and set-up.", "",
               *run_table(whole)]
+  if ensembles:
+    lines += ["", "## 5 seeds as one ensemble against 5 runs one after another", "",
+              "ETTh1 H=96 distillation from the iTransformer teacher, alpha = beta = 1, seeds "
+              "2021-2025, the same compilation cache; wall clocks from process start.", "",
+              "| student | 5 single runs, s | one ensemble, s | throughput | epochs (single runs) "
+              "| same best epochs | largest test MSE gap |", "| --- |" + " --- |" * 6]
+    for student, e in ensembles.items():
+      lines.append(f"| {student.upper()} | {e['singles_wall']:.1f} | {e['ensemble_wall']:.1f} | "
+                   f"{e['singles_wall'] / e['ensemble_wall']:.2f}x | "
+                   f"{', '.join(map(str, e['epochs']))} | {e['same_best_epoch']} | "
+                   f"{e['max_relative_test_gap']:.1e} |")
+    lines += ["", "The ensemble runs until its last member stops; a member that stopped earlier "
+              "is frozen, but its share of each step is still computed (vmap runs all members)."]
   text = "\n".join(lines) + "\n"
   print(text)
   if _OUT.value:
@@ -307,7 +377,7 @@ def main(argv):
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(
         {"sgemm": peak, "loads": loads, "ms_per_step": timing, "flops": flops,
-         "runs": whole}, indent=1))
+         "runs": whole, "ensembles": ensembles}, indent=1))
     print(f"wrote {out} and {out.with_suffix('.json')}")
 
 
@@ -320,5 +390,8 @@ if __name__ == "__main__":
   _STEPS_PER_CALL = flags.DEFINE_integer("steps_per_call", 100, "Steps a call, many-step loop.")
   _THREADS = flags.DEFINE_integer("threads", 2, "torch.set_num_threads.")
   _RUNS = flags.DEFINE_bool("runs", True, "Also time whole distillation runs.")
+  _ENSEMBLES = flags.DEFINE_bool("ensembles", True, "Also time 5 seeds as one ensemble against "
+                                 "5 single runs (about 6 minutes on 2 cores).")
+  _STEPS = flags.DEFINE_bool("steps", True, "Time the steps (section 1).")
   _WORKDIR = flags.DEFINE_string("workdir", "runs/benchmark_runs", "Folder of the runs.")
   app.run(main)

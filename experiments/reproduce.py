@@ -7,12 +7,19 @@ plots. From the repository root:
   python -m experiments.reproduce --sweep sensitivity --datasets etth1 --variants a1_b0.5
   python -m experiments.reproduce --sweep early_teacher --datasets etth1 --horizons 720
   python -m experiments.reproduce --report_only          # tables and plots from finished runs
+  python -m experiments.reproduce --sweep sensitivity --datasets etth1 --horizons 96 --ensemble
 
 For every (dataset, horizon, seed) it trains each teacher, then the plain MLP student, then the
 MLP distilled from each teacher (one run per distillation variant). A run whose folder holds
 ``results.json`` is skipped; an interrupted run resumes from its last checkpoint, so the command
 can be stopped and started again at any time. A run that fails is reported and the rest go on
 (runs that need a failed teacher are skipped).
+
+``--ensemble`` trains the seeds of each (dataset, horizon) as one ensemble (the plain MLP, and
+the teachers of ``ENSEMBLE_TEACHERS``; the others stay single runs, one a seed), and each seed's
+distillation variants (an alpha x beta grid, or the ablation's loss switches) as one ensemble
+that distils from that seed's teacher. Each member is a run folder of its own
+(``.../ensemble/<run>/members/<m>``) and a row of summary.csv, as a single run is.
 
 Runs go to ``--workdir`` (default ``runs/reproduce/<dataset>_H<h>/s<seed>/...``); the evidence
 goes to ``--results`` (default ``results/``), rewritten after every finished run:
@@ -39,6 +46,7 @@ from timedistill_jax.configs import student as student_config
 from timedistill_jax.configs import sweeps
 from timedistill_jax.configs import teacher as teacher_config
 from timedistill_jax.errors import ConfigError, TimeDistillError
+from timedistill_jax.runs import ensemble as ensemble_lib
 
 
 @dataclasses.dataclass
@@ -52,6 +60,15 @@ class Job:
   teacher: str = ""
   variant: str = ""
   needs: tuple = ()  # runs that must be finished first
+  # An ensemble: one (seed, variant) a member, in its members' order (members/<m>/ folders)
+  members: tuple = ()
+
+
+# Teachers trained as one ensemble over the seeds under --ensemble: those whose members fit in
+# memory together at L=720 on a 24 GiB machine. The others (ModernTCN's cross-variable
+# convolutions, the Transformer teachers of 10-50 M parameters, TimesNet's 2-D inception
+# blocks) stay single runs, one a seed.
+ENSEMBLE_TEACHERS = ("itransformer", "timemixer")
 
 
 def _subset(requested, available, what: str, where: str = "in this sweep") -> tuple:
@@ -65,10 +82,14 @@ def _subset(requested, available, what: str, where: str = "in this sweep") -> tu
 
 
 def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, variants=None,
-         seeds=None, only_seed=None, student=None, smoke: bool = False) -> list:
+         seeds=None, only_seed=None, student=None, smoke: bool = False,
+         ensemble: bool = False) -> list:
   """The sweep's runs in dependency order: per (seed, dataset, H) teachers, MLP, distilled.
 
   ``seeds`` takes the first N of ``sweeps.SEEDS``; ``only_seed`` picks one of them instead.
+  ``ensemble``: the seeds of each (dataset, H) train as one ensemble (the plain MLP, and the
+  teachers of ``ENSEMBLE_TEACHERS``), and each seed's distillation variants as one ensemble
+  distilling from that seed's teacher (``ensemble_plan``).
   """
   datasets = _subset(datasets, sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
@@ -88,6 +109,8 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
     raise ConfigError("give --seeds (the first N seeds) or --seed (one seed), not both.")
   seed_list = (only_seed,) if only_seed is not None else sweeps.SEEDS[:n_seeds]
   student = student or sweep.student
+  if ensemble:
+    return ensemble_plan(datasets, horizons, teachers, variants, seed_list, student, smoke)
   jobs = []
   # Seeds outermost: a grid stopped early has every dataset and horizon at fewer seeds.
   for seed in seed_list:
@@ -119,6 +142,78 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
   return jobs
 
 
+def _variant_lists(variants) -> dict | None:
+  """``config.ensemble`` lists whose members are exactly ``variants`` (in their order), or None
+  when they are not such a grid (a variant with its own teacher or schedule, a partial grid)."""
+  if len(variants) < 2 or any(v.teacher_train or v.optim or v.distill_by_dataset
+                              for v in variants):
+    return None
+  names = [v.name for v in variants]
+  if all(n in ensemble_lib.VARIANTS for n in names):
+    return {"variants": ",".join(names)}
+  pairs = [dict(v.distill) for v in variants]
+  if any(set(p) != {"alpha", "beta"} for p in pairs):
+    return None
+  alphas = list(dict.fromkeys(p["alpha"] for p in pairs))
+  betas = list(dict.fromkeys(p["beta"] for p in pairs))
+  if [(p["alpha"], p["beta"]) for p in pairs] != [(a, b) for a in alphas for b in betas]:
+    return None
+  return {"alpha": ",".join(map(str, alphas)), "beta": ",".join(map(str, betas))}
+
+
+def ensemble_plan(datasets, horizons, teachers, variants, seed_list, student, smoke) -> list:
+  """``plan`` with ensembles: per (dataset, H) the seeds' teachers (where they fit) and plain
+  MLPs as one ensemble each, then per seed and teacher the variants as one ensemble."""
+  jobs, seeds = [], ",".join(map(str, seed_list))
+  for dataset in datasets:
+    for h in horizons:
+      root = f"{dataset}_H{h}"
+      arg = f"dataset={dataset},pred_len={h},seed={seed_list[0]},smoke={smoke}"
+      teacher_dirs = {}
+      for t in teachers:
+        if any(v.teacher_train for v in variants):
+          raise ConfigError("--ensemble runs variants that share their seed's teacher; "
+                            "variants that train their own teacher run without --ensemble.")
+        config = teacher_config.get_config(f"{arg},model={t}")
+        if t in ENSEMBLE_TEACHERS and len(seed_list) > 1:
+          config.ensemble.seeds = seeds
+          jobs.append(Job(f"{root}/ensemble/teacher_{t}", "teacher", dataset, h, seed_list[0],
+                          config, teacher=t, members=tuple((s, "") for s in seed_list)))
+          teacher_dirs[t] = [f"{root}/ensemble/teacher_{t}/members/{i}"
+                             for i in range(len(seed_list))]
+          continue
+        teacher_dirs[t] = []
+        for seed in seed_list:
+          config = teacher_config.get_config(f"{arg.replace(f'seed={seed_list[0]}', f'seed={seed}')},"
+                                             f"model={t}")
+          jobs.append(Job(f"{root}/s{seed}/teacher_{t}", "teacher", dataset, h, seed, config,
+                          teacher=t))
+          teacher_dirs[t].append(f"{root}/s{seed}/teacher_{t}")
+      config = student_config.get_config(f"{arg},model={student}")
+      config.ensemble.seeds = seeds
+      jobs.append(Job(f"{root}/ensemble/{student}", "mlp", dataset, h, seed_list[0], config,
+                      members=tuple((s, "") for s in seed_list)))
+      lists = _variant_lists(variants)
+      for t in teachers:
+        for i, seed in enumerate(seed_list):
+          seed_arg = f"dataset={dataset},pred_len={h},seed={seed},smoke={smoke}"
+          config = distill_config.get_config(f"{seed_arg},teacher={t},student={student}")
+          if lists is None:  # one run a variant, as without --ensemble
+            for v in variants:
+              one = distill_config.get_config(f"{seed_arg},teacher={t},student={student}")
+              one.distill.update(v.overrides(dataset))
+              one.optim.update(dict(v.optim))
+              jobs.append(Job(f"{root}/s{seed}/{student}_kd_{t}_{v.name}", "distilled",
+                              dataset, h, seed, one, teacher=t, variant=v.name,
+                              needs=(teacher_dirs[t][i],)))
+            continue
+          config.ensemble.update(lists)
+          jobs.append(Job(f"{root}/s{seed}/ensemble/{student}_kd_{t}", "distilled", dataset, h,
+                          seed, config, teacher=t, needs=(teacher_dirs[t][i],),
+                          members=tuple((seed, v.name) for v in variants)))
+  return jobs
+
+
 def _teacher_run(teacher: str, variant: sweeps.Variant) -> str:
   """The folder of the teacher that ``variant`` distils from (relative to the seed's)."""
   return f"teacher_{teacher}_{variant.name}" if variant.teacher_train else f"teacher_{teacher}"
@@ -131,6 +226,25 @@ def job_row(job: Job, results: dict) -> dict:
   return summary.result_row(job.run, results, role=job.role, dataset=job.dataset,
                             horizon=job.horizon, seed=job.seed, teacher=job.teacher,
                             variant=job.variant, alpha=alpha, beta=beta)
+
+
+def member_rows(job: Job, results: dict) -> list:
+  """One summary row a member of an ensemble job, from its own ``members/<m>/`` folder."""
+  rows = []
+  for m, ((seed, variant), entry) in enumerate(zip(job.members, results["members"])):
+    if entry["test"] is None:  # a member that failed: no row, as a failed run has none
+      continue
+    member = ensemble_lib.member_config(job.config, ensemble_lib.members(job.config)[m])
+    alpha = beta = None
+    if job.role == "distilled":
+      alpha, beta = member.distill.alpha, member.distill.beta
+    # The ensemble's timings are shared: a member's share of its wall clock is 1 / M of it.
+    share = {"wall_seconds": results["wall_seconds"] / len(job.members)}
+    rows.append(summary.result_row(
+        f"{job.run}/members/{m}", results | entry | share, role=job.role, dataset=job.dataset,
+        horizon=job.horizon, seed=seed, teacher=job.teacher, variant=variant, alpha=alpha,
+        beta=beta))
+  return rows
 
 
 def run_jobs(jobs, root: Path, write) -> list:
@@ -177,7 +291,8 @@ def finished_rows(jobs, root: Path) -> list:
   for job in jobs:
     path = root / job.run / "results.json"
     if path.exists():
-      rows.append(job_row(job, json.loads(path.read_text())))
+      results = json.loads(path.read_text())
+      rows += member_rows(job, results) if job.members else [job_row(job, results)]
   return rows
 
 
@@ -192,7 +307,8 @@ def main(argv):
     sweep = sweeps.get_sweep(_SWEEP.value)
     jobs = plan(sweep, datasets=_DATASETS.value, horizons=_HORIZONS.value,
                 teachers=_TEACHERS.value, variants=_VARIANTS.value, seeds=_SEEDS.value,
-                only_seed=_SEED.value, student=_STUDENT.value, smoke=_SMOKE.value)
+                only_seed=_SEED.value, student=_STUDENT.value, smoke=_SMOKE.value,
+                ensemble=_ENSEMBLE.value)
   except TimeDistillError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -236,6 +352,8 @@ if __name__ == "__main__":
   _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite tables and plots.")
   _PLOTS = flags.DEFINE_bool("plots", True, "Write the PNG plots.")
   _SMOKE = flags.DEFINE_bool("smoke", False, "A few steps a run: checks a set-up in seconds.")
+  _ENSEMBLE = flags.DEFINE_bool("ensemble", False, "Train the seeds (and each seed's variants) "
+                                "as ensembles: one program each instead of one run each.")
   _CACHE = flags.DEFINE_string("compilation_cache", str(compilation.default_directory()),
                                "Persistent compilation cache ('' turns it off).")
   app.run(main)

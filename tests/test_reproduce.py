@@ -1,6 +1,7 @@
 """The paper's grids (timedistill_jax.configs.sweeps), the grid runner, its report, and the
 benchmark."""
 
+import json
 import math
 import os
 import shutil
@@ -15,6 +16,7 @@ from experiments import benchmark, reproduce, split_fit
 from experiments.reporting import report, summary, tables
 from timedistill_jax.configs import common, sweeps
 from timedistill_jax.errors import ConfigError, DataError
+from timedistill_jax.runs import ensemble
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -442,3 +444,38 @@ def test_benchmark_table_merges_runs_of_other_models(tmp_path):
   merged = benchmark.merge_rows(back, new, ["dmlp", "mlp"])
   assert [r["model"] for r in merged] == ["dmlp", "mlp", "itransformer"]
   assert merged[0]["inference_ms"] == 0.5
+
+
+def test_ensemble_plan_groups_seeds_and_each_seeds_variants():
+  sweep = sweeps.get_sweep("sensitivity")
+  jobs = reproduce.plan(sweep, datasets=["etth1"], horizons=["96"], seeds=2,
+                        teachers=["itransformer", "moderntcn"], ensemble=True)
+  runs = [j.run for j in jobs]
+  assert runs[0] == "etth1_H96/ensemble/teacher_itransformer"  # one ensemble of both seeds
+  assert runs[1:3] == ["etth1_H96/s2021/teacher_moderntcn", "etth1_H96/s2022/teacher_moderntcn"]
+  assert runs[3] == "etth1_H96/ensemble/dmlp"
+  kd = [j for j in jobs if j.role == "distilled"]
+  assert [j.run for j in kd] == [f"etth1_H96/s{s}/ensemble/dmlp_kd_{t}"
+                                 for t in ("itransformer", "moderntcn") for s in (2021, 2022)]
+  grid = kd[1]  # seed 2022, iTransformer: the 16 pairs, from that seed's teacher member
+  assert grid.needs == ("etth1_H96/ensemble/teacher_itransformer/members/1",)
+  assert len(grid.members) == 16 and grid.members[1] == (2022, "a0.1_b0.5")
+  members = ensemble.members(grid.config)
+  assert [(m["alpha"], m["beta"]) for m in members][:2] == [(0.1, 0.1), (0.1, 0.5)]
+
+
+def test_an_ensemble_grid_runs_and_reports_one_row_a_member(tmp_path):
+  variants = (sweeps.Variant("no_period", (("period_weight", 0.0),)), sweeps.FULL)
+  sweep = sweeps.Sweep("tiny", "test", datasets=("synthetic",), horizons=(96,),
+                       teachers=("itransformer",), student="mlp", seeds=2, variants=variants)
+  jobs = reproduce.plan(sweep, smoke=True, ensemble=True)
+  root = tmp_path / "runs"
+  assert reproduce.run_jobs(jobs, root, lambda plots: None) == []
+  rows = reproduce.finished_rows(jobs, root)
+  assert [(r["role"], r["seed"], r["variant"]) for r in rows] == [
+      ("teacher", 2021, ""), ("teacher", 2022, ""), ("mlp", 2021, ""), ("mlp", 2022, ""),
+      ("distilled", 2021, "no_period"), ("distilled", 2021, "full"),
+      ("distilled", 2022, "no_period"), ("distilled", 2022, "full")]
+  member = root / rows[6]["run"]
+  assert json.loads((member / "results.json").read_text())["test"]["mse"] == rows[6]["test_mse"]
+  assert json.loads((member / "config.json").read_text())["distill"]["period_weight"] == 0.0

@@ -1,4 +1,4 @@
-"""Run assembly of timedistill_jax/runs.py: the run kinds, teacher checks before anything
+"""Run assembly of timedistill_jax/runs/: the run kinds, teacher checks before anything
 compiles, cached and online teacher outputs, and restore_run of every kind of finished run."""
 
 import json
