@@ -27,6 +27,8 @@ setup(
                  "wheel>=0.40"],
         "torch": ["torch>=2.0"],
         "plots": ["matplotlib>=3.7"],
+        # TensorBoard event files without TensorFlow (timedistill_jax/events.py)
+        "tensorboard": ["tensorboardX>=2.6"],
     },
     entry_points={"console_scripts": ["timedistill=timedistill_jax.__main__:_entry"]},
 )

@@ -28,8 +28,9 @@ def check_metrics(metrics: dict, split: str, when: str) -> None:
 
 
 # Keys a resumed run may change: they cannot change its result.
-RESUME_FREE_KEYS = ("train.progress", "train.log_every", "train.epochs", "train.steps_per_call",
-                    "train.checkpoint_every", "train.checkpoint_seconds", "data.data_dir",
+RESUME_FREE_KEYS = ("train.progress", "train.tensorboard", "train.log_every", "train.epochs",
+                    "train.steps_per_call", "train.checkpoint_every", "train.checkpoint_seconds",
+                    "data.data_dir",
                     "parallel.coordinator_address", "parallel.num_processes",
                     "parallel.process_id", "parallel.auto_initialize")
 

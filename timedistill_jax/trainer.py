@@ -29,6 +29,7 @@ from timedistill_jax import checkpoints, crash, parallel, runs, steps
 from timedistill_jax.checkpoints import write_json
 from timedistill_jax.data.device import pad_batches
 from timedistill_jax.errors import NumericsError
+from timedistill_jax.events import EventLog
 from timedistill_jax.guards import check_metrics, check_workdir, workdir_lock
 from timedistill_jax.members import Members
 from timedistill_jax.models import count_params
@@ -121,6 +122,8 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
 
   epoch_ms = []
   log = open(workdir / "metrics.jsonl", "a") if main else None
+  events = EventLog(workdir, config, None if run.members is None else len(run.members),
+                    enabled=main and tcfg.get("tensorboard", True))
   try:
     for epoch in range(at.epoch, tcfg.epochs):
       if not at.active.any():
@@ -167,6 +170,7 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
       if main:
         log.write(json.dumps(at.record(epoch, lrs, epoch_ms[-1])) + "\n")
         log.flush()
+        events.epoch(epoch, lrs, at.train, at.val, 1000 / max(epoch_ms[-1], 1e-9))
         print(at.epoch_line(epoch, lrs[0], epoch_ms[-1]))
   finally:
     if log:
@@ -209,6 +213,8 @@ def _train(config, workdir: Path, splits, run: runs.Run, par, clock: PhaseClock,
     wall = time.time() - t_start
     results |= {"wall_seconds": wall, "seconds": clock.report(wall)}
     write_json(done, results)
+    events.close(run.member_configs, at.best_val_metrics,
+                 [t if at.has_best[m] else None for m, t in enumerate(tests)])
     print(at.test_line(tests))
   best_store.close()
   return results

@@ -298,6 +298,7 @@ def train_config(epochs: int, patience: int) -> ml_collections.ConfigDict:
       # A loss above this many times the first step's stops the run as diverged (0: never).
       divergence_factor=1000.0,
       progress=True,
+      tensorboard=True,  # event files under <workdir>/tensorboard (the tensorboard extra)
       # Caps used by smoke runs only (0 = none); a capped run says so in results.json.
       max_steps_per_epoch=0,
       max_eval_batches=0,
