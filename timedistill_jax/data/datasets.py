@@ -14,8 +14,9 @@ deep inside PyTorch. For ``features='MS'`` on a layout that keeps the file's col
 Solar) the target must be the last column, since the model predicts the last channel. The cell
 and date checks live in ``checks.py``, which forecasting shares.
 
-Not in the reference: the sampling interval of the training rows, kept in ``Splits.metadata()``
-so that a forecast can check its input's dates and date its output.
+Not in the reference: ``split='deploy'`` (train on every row but a validation tail, for a model
+that forecasts past the end of its file), and the sampling interval of the training rows, kept in
+``Splits.metadata()`` so that a forecast can check its input's dates and date its output.
 """
 
 import dataclasses
@@ -35,6 +36,9 @@ from timedistill_jax.errors import ConfigError, DataError, unknown_name
 
 LAYOUTS = ("ett_hour", "ett_minute", "custom", "solar", "synthetic")
 FEATURE_MODES = ("M", "MS", "S")
+# ``reference``: TSLib's borders. ``deploy``: train on every row but a validation tail, so that a
+# forecast can start where the file ends (docs/deploy.md).
+SPLIT_MODES = ("reference", "deploy")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -100,6 +104,7 @@ class Splits:
   borders: tuple[tuple[int, int], ...] = ()  # (border1, border2) rows of train, val, test
   source: str = ""  # the file read, or "generated"
   interval: str = ""  # sampling interval of the training rows ("h", "15min"; checks.py)
+  split: str = "reference"  # how the borders were drawn (SPLIT_MODES)
 
   def metadata(self) -> dict:
     """JSON-able description, stored with checkpoints so predictions can be unscaled later."""
@@ -121,12 +126,23 @@ class Splits:
         "target": self.target,
         "freq": self.freq,
         "interval": self.interval,
+        "split": self.split,
     }
 
 
-def split_borders(layout: str, num_rows: int, seq_len: int):
-  """TSLib's ``(border1s, border2s)``: split ``k`` holds rows ``[border1s[k], border2s[k])``."""
-  if layout in ("ett_hour", "ett_minute", "synthetic"):
+def split_borders(layout: str, num_rows: int, seq_len: int, split: str = "reference",
+                  val_fraction: float = 0.1):
+  """TSLib's ``(border1s, border2s)``: split ``k`` holds rows ``[border1s[k], border2s[k])``.
+
+  ``split='deploy'``: train on rows ``[0, N - n)`` and validate on the last ``n =
+  int(val_fraction N)`` (windows starting ``seq_len`` early, as usual); the test split is that
+  validation tail again, since no row is left over. Any layout.
+  """
+  if split == "deploy":
+    num_val = int(num_rows * val_fraction)
+    border1s = [0, num_rows - num_val - seq_len, num_rows - num_val - seq_len]
+    border2s = [num_rows - num_val, num_rows, num_rows]
+  elif layout in ("ett_hour", "ett_minute", "synthetic"):
     month = 30 * 24 * (4 if layout == "ett_minute" else 1)
     border1s = [0, 12 * month - seq_len, 16 * month - seq_len]
     border2s = [12 * month, 16 * month, 20 * month]
@@ -270,9 +286,15 @@ def _check_rows(name, file, layout, num_rows, border1s, border2s, seq_len, pred_
           "pred_len.")
 
 
-def _check_args(name, features, freq, path, spec) -> None:
+def _check_args(name, features, freq, path, spec, split, val_fraction) -> None:
   if features not in FEATURE_MODES:
     raise unknown_name("features mode", features, FEATURE_MODES)
+  if split not in SPLIT_MODES:
+    raise unknown_name("split", split, SPLIT_MODES)
+  if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not (
+      0 < val_fraction < 1):
+    raise ConfigError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}; "
+                      "e.g. 0.1 keeps the last tenth of the rows for validation.")
   time_features(pd.DatetimeIndex([]), freq)  # ConfigError on an unknown freq, before any I/O
   if spec.name == "custom" and path is None:
     raise ConfigError("dataset 'custom' needs path= pointing at a CSV in TSLib layout "
@@ -283,19 +305,21 @@ def _check_args(name, features, freq, path, spec) -> None:
 
 def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data_dir=None,
                  features: str = "M", target: str = "OT", freq: str = "h",
-                 path=None) -> Splits:
+                 path=None, split: str = "reference", val_fraction: float = 0.1) -> Splits:
   """Reads, checks, scales and splits dataset ``name`` (a key of ``DATASETS``).
 
   ``data_dir``: folder holding the files (else ``$TIMEDISTILL_DATA_DIR``, else the cache
   folder; missing ETT files are downloaded there). ``path``: the CSV for ``'custom'``; for
   other datasets it replaces the data-folder lookup. ``features``: 'M' (all variates in, all
   out), 'MS' (all in, target last) or 'S' (target only). ``freq``: time-feature frequency.
+  ``split``: 'reference' (TSLib's borders) or 'deploy' (every row but the last
+  ``val_fraction`` trains; ``split_borders``).
   """
   if name not in DATASETS:
     raise unknown_name("dataset", name, DATASETS)
   spec = DATASETS[name]
   check_window_lengths(seq_len, label_len, pred_len)
-  _check_args(name, features, freq, path, spec)
+  _check_args(name, features, freq, path, spec, split, val_fraction)
 
   if spec.layout == "synthetic":
     file, frame = "generated", synthetic_frame()
@@ -305,7 +329,7 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
   columns = _select_columns(frame, spec, features, target, file)
   values = check_values(frame, columns, file)  # [N, C] float64
   num_rows = len(values)
-  border1s, border2s = split_borders(spec.layout, num_rows, seq_len)
+  border1s, border2s = split_borders(spec.layout, num_rows, seq_len, split, val_fraction)
   _check_rows(name, file, spec.layout, num_rows, border1s, border2s, seq_len, pred_len)
   if spec.layout == "solar":
     # TimeDistill passes no marks for Solar, so models get no time-feature tokens.
@@ -330,4 +354,4 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
       *splits, scaler_mean=mean, scaler_std=std, columns=tuple(str(c) for c in columns),
       name=name, num_channels=len(columns), num_time_features=marks.shape[1],
       target_index=0 if features == "S" else -1, features=features, target=target, freq=freq,
-      borders=tuple(zip(border1s, border2s)), source=str(file), interval=interval)
+      borders=tuple(zip(border1s, border2s)), source=str(file), interval=interval, split=split)
