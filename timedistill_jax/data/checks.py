@@ -12,6 +12,7 @@ for every dataset, also the 15- and 10-minute ones.
 """
 
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,30 @@ def names(columns, limit: int = 12) -> str:
   columns = [str(c) for c in columns]
   shown = ", ".join(repr(c) for c in columns[:limit])
   return shown + (f", ... ({len(columns)} in all)" if len(columns) > limit else "")
+
+
+def read_csv(file, **kwargs) -> pd.DataFrame:
+  """``pd.read_csv(file)``, with a file that is no CSV (or is missing) as one ``DataError``."""
+  try:
+    return pd.read_csv(file, **kwargs)
+  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
+          zlib.error) as e:
+    raise DataError(f"cannot read {file} as a CSV file ({type(e).__name__}: {e}); check that it "
+                    "is an uncompressed or gzip-compressed comma-separated file.") from e
+
+
+def check_header(frame: pd.DataFrame, file, layout: str) -> None:
+  """A ``date`` column, and no column without a name. ``layout`` says whose layout it is."""
+  if "date" not in frame.columns:
+    raise DataError(
+        f"{file} has no 'date' column (columns: {names(frame.columns)}); {layout} needs a "
+        "first column named 'date' followed by one column per variate.")
+  unnamed = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
+  if unnamed:  # pandas' name for a header cell left empty: a saved row index, as a rule
+    raise DataError(
+        f"{file} has a column without a name ({unnamed[0]!r}), usually the row index pandas "
+        "writes by default; it would be read as a variate. Drop that column, or write the "
+        "file with DataFrame.to_csv(..., index=False).")
 
 
 def check_values(frame: pd.DataFrame, columns: list[str], file, first_row: int = 0) -> np.ndarray:

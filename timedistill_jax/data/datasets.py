@@ -22,14 +22,14 @@ that forecasts past the end of its file), and the sampling interval of the train
 import dataclasses
 from pathlib import Path
 from typing import Optional
-import zlib
 
 import numpy as np
 import pandas as pd
 
 from timedistill_jax.data import download as download_lib
-from timedistill_jax.data.checks import (KNOWN_INTERVALS, check_order, check_values,
-                                         infer_interval, names, parse_dates)
+from timedistill_jax.data.checks import (KNOWN_INTERVALS, check_header, check_order,
+                                         check_values, infer_interval, names, parse_dates,
+                                         read_csv)
 from timedistill_jax.data.time_features import time_features
 from timedistill_jax.data.windows import WindowSplit, check_window_lengths
 from timedistill_jax.errors import ConfigError, DataError, unknown_name
@@ -217,26 +217,12 @@ def _find_file(spec: DatasetSpec, data_dir, path) -> Path:
 
 def _read_frame(spec: DatasetSpec, file: Path) -> pd.DataFrame:
   """The raw table; Solar's headerless matrix gets the column names "0", "1", ..."""
-  try:
-    if spec.layout == "solar":
-      frame = pd.read_csv(file, header=None, sep=",")
-      frame.columns = [str(i) for i in range(frame.shape[1])]
-      return frame
-    frame = pd.read_csv(file)
-  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
-          zlib.error) as e:
-    raise DataError(f"cannot read {file} as a CSV file ({type(e).__name__}: {e}); check that it "
-                    "is an uncompressed or gzip-compressed comma-separated file.") from e
-  if "date" not in frame.columns:
-    raise DataError(
-        f"{file} has no 'date' column (columns: {names(frame.columns)}); the {spec.layout} "
-        "layout needs a first column named 'date' followed by one column per variate.")
-  unnamed = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
-  if unnamed:  # pandas' name for a header cell left empty: a saved row index, as a rule
-    raise DataError(
-        f"{file} has a column without a name ({unnamed[0]!r}), usually the row index pandas "
-        "writes by default; it would be trained on as a variate. Drop that column, or write "
-        "the file with DataFrame.to_csv(..., index=False).")
+  if spec.layout == "solar":
+    frame = read_csv(file, header=None, sep=",")
+    frame.columns = [str(i) for i in range(frame.shape[1])]
+    return frame
+  frame = read_csv(file)
+  check_header(frame, file, f"the {spec.layout} layout")
   return frame
 
 
