@@ -23,7 +23,6 @@ too few rows, missing or extra columns, NaN / inf / non-numeric cells in the win
 are unsorted, repeated or irregular, or an interval other than the run's.
 """
 
-import argparse
 import dataclasses
 import os
 from pathlib import Path
@@ -33,6 +32,7 @@ import types
 import numpy as np
 import pandas as pd
 
+from timedistill_jax import cli
 from timedistill_jax.data.checks import (KNOWN_INTERVALS, check_header, check_interval,
                                          check_order, check_values, infer_interval,
                                          interval_timedelta, names, parse_dates, read_csv)
@@ -264,11 +264,6 @@ USAGE = ("usage: python -m timedistill_jax.forecast --workdir RUN --input FILE.c
          "--output OUT.csv [--plot OUT.png]")
 
 
-class _Parser(argparse.ArgumentParser):
-  def error(self, message):  # argparse's own exits 2 with usage and a prefix: one line instead
-    raise DataError(f"{message} ({USAGE})")
-
-
 def check_output(path, option: str, input_path=None) -> None:
   """A file ``path`` can be written to, and not the input."""
   path = Path(path)
@@ -289,7 +284,7 @@ def check_plotting() -> None:
 
 
 def _run(argv) -> str:
-  parser = _Parser(prog="python -m timedistill_jax.forecast", add_help=True)
+  parser = cli.Parser("python -m timedistill_jax.forecast", USAGE)
   parser.add_argument("--workdir", required=True, help="the folder of a finished run")
   parser.add_argument("--input", required=True, help="CSV file: date + the run's columns")
   parser.add_argument("--output", required=True, help="CSV file to write the forecast to")
@@ -308,18 +303,7 @@ def _run(argv) -> str:
 
 def main(argv=None) -> int:
   """The command line; every user error is one line ``error: ...`` and exit status 2."""
-  from absl import logging as absl_logging
-
-  absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every restore at INFO
-  try:
-    print(_run(sys.argv[1:] if argv is None else argv))
-  except TimeDistillError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
-  except OSError as e:  # writing the output failed (a full disk, no permission)
-    print(f"error: cannot write the forecast: {e}", file=sys.stderr)
-    return 2
-  return 0
+  return cli.main(_run, argv, "forecast")
 
 
 class _CallableModule(types.ModuleType):
