@@ -218,7 +218,7 @@ def test_torch_student_equals_the_flax_one(name, norm):
   _needs("torch")
   import torch
 
-  from timedistill_jax.onnx_export import torch_student
+  from timedistill_jax.torch_student import torch_student
 
   model = build(name, norm=norm)
   x, x_mark, y_mark = inputs()
