@@ -14,8 +14,9 @@ Per batch size (1 and 32), median ms per forecast of:
 * ``ONNX Runtime``: ``model.onnx`` (``--format onnx``), when the onnx extra is installed.
 
 The runners alternate in rounds on the same ETTh1 test windows (synthetic ones without the file),
-so that bursts of background load fall on all alike; the load average before and after is
-printed. The weights do not change the timing, so a smoke run serves. Writes
+so that bursts of background load fall on all alike, with an untimed pause before each runner's
+calls (``--pause``) so that the threads of the one before stop spinning; the load average before
+and after is printed. The weights do not change the timing, so a smoke run serves. Writes
 ``results/benchmark_export_<platform>.md``.
 """
 
@@ -144,6 +145,8 @@ def main(argv=None) -> int:
   parser.add_argument("--rounds", type=int, default=20)
   parser.add_argument("--calls", type=int, default=50, help="calls per runner and round")
   parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+  parser.add_argument("--pause", type=float, default=0.2,
+                      help="untimed seconds before each runner's calls in a round")
   parser.add_argument("--out", default="")
   args = parser.parse_args(argv)
   if importlib.util.find_spec("torch") is None:
@@ -168,15 +171,17 @@ def main(argv=None) -> int:
   for batch in (int(b) for b in args.batches.split(",")):
     calls = max(1, args.calls if batch == 1 else args.calls // 5)
     rows[batch] = interleaved_medians(
-        runners(restored, spec, tmp / "jax", onnx_dir, batch, args.threads), args.rounds, calls)
+        runners(restored, spec, tmp / "jax", onnx_dir, batch, args.threads), args.rounds, calls,
+        pause_s=args.pause)
     print(batch, {k: f"{v:.3f} ms" for k, v in rows[batch].items()})
   loads.append(os.getloadavg()[0])
   dev = jax.devices()[0]
   m = restored.model
   setting = (f"{spec.model} of {source}: L={spec.seq_len}, H={spec.pred_len}, C={m.enc_in}, "
              f"d_model={m.d_model}; jax {jax.__version__} on {dev.platform} ({dev.device_kind}), "
-             f"torch {torch.__version__} with {torch.get_num_threads()} thread(s)"
-             + (f", onnxruntime {importlib.import_module('onnxruntime').__version__}"
+             f"torch {torch.__version__} ({args.threads} and 1 thread)"
+             + (f", onnxruntime {importlib.import_module('onnxruntime').__version__} "
+                f"({args.threads} threads)"
                 if onnx_dir else "")
              + f"; {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()})")
   text = report(setting, rows, tuple(loads))
