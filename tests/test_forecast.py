@@ -173,6 +173,13 @@ def test_workdirs_without_a_finished_run(synthetic_run, tmp_path):
   (tmp_path / "unfinished" / "checkpoints" / "best").mkdir(parents=True)
   with pytest.raises(CheckpointError, match=r"has not finished \(no results.json\)"):
     forecast(tmp_path / "unfinished", _history())
+  ensemble = tmp_path / "ensemble"
+  for folder in (ensemble, ensemble / "members" / "0", ensemble / "members" / "1"):
+    (folder / "checkpoints" / "best").mkdir(parents=True)
+    (folder / "results.json").write_text("{}")
+  with pytest.raises(CheckpointError, match=r"ensemble holds an ensemble of 2 members; pass one "
+                     r"of them as --workdir, e.g. .*ensemble/members/0"):
+    forecast(ensemble, _history())
 
 
 # --- The command line --------------------------------------------------------------------------

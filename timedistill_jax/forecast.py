@@ -117,6 +117,12 @@ def finished_run(workdir) -> Path:
     raise CheckpointError(
         f"the run in {workdir} has not finished (no results.json): rerun its command to "
         "resume it to the end, then forecast with it.")
+  members = sorted((p for p in (workdir / "members").glob("*") if (p / "results.json").is_file()),
+                   key=lambda p: (len(p.name), p.name))
+  if members:  # an ensemble's best checkpoint stacks its members' states
+    raise CheckpointError(
+        f"{workdir} holds an ensemble of {len(members)} members; pass one of them as --workdir, "
+        f"e.g. {members[0]} (docs/ensembles.md).")
   return workdir
 
 
