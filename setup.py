@@ -26,6 +26,9 @@ setup(
         "test": ["pytest>=7", "pytest-xdist>=3.0", "chex>=0.1.87", "hypothesis>=6.0",
                  "wheel>=0.40"],
         "torch": ["torch>=2.0"],
+        # --format onnx of timedistill_jax.export: torch's dynamo exporter needs onnxscript;
+        # onnxruntime checks the written model (docs/deploy.md).
+        "onnx": ["torch>=2.6", "onnx>=1.17", "onnxscript>=0.2", "onnxruntime>=1.20"],
         "plots": ["matplotlib>=3.7"],
         # TensorBoard event files without TensorFlow (timedistill_jax/events.py)
         "tensorboard": ["tensorboardX>=2.6"],

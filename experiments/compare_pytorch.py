@@ -269,16 +269,19 @@ def _sync():
 
 
 def interleaved_medians(runners: dict, rounds: int, steps_per_round: int,
-                        warmup: int = 5) -> dict:
+                        warmup: int = 5, pause_s: float = 0.0) -> dict:
   """Median ms per call; every runner takes ``steps_per_round`` calls in turn, ``rounds`` times,
   so that a burst of background load falls on all of them alike (hence not
-  ``timing.median_ms``, which times one function at a time)."""
+  ``timing.median_ms``, which times one function at a time). ``pause_s``: an untimed pause
+  before each runner's calls, for the worker threads of the one before (OpenMP's, XLA's,
+  ONNX Runtime's) to stop spinning."""
   for fn in runners.values():
     for _ in range(warmup):
       fn()
   times = {k: [] for k in runners}
   for _ in range(rounds):
     for name, fn in runners.items():
+      time.sleep(pause_s)
       for _ in range(steps_per_round):
         t = time.perf_counter()
         fn()

@@ -17,14 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class RevINAffine(nn.Module):
-  """The reference always builds RevIN's affine pair; the non-stationary norm never reads it."""
-
-  def __init__(self, channels: int):
-    super().__init__()
-    self.affine_weight = nn.Parameter(torch.ones(channels))
-    self.affine_bias = nn.Parameter(torch.zeros(channels))
+# The reference always builds RevIN's affine pair; the non-stationary norm never reads it.
+from timedistill_jax.torch_student import RevINAffine
 
 
 class Student(nn.Module):

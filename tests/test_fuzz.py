@@ -77,7 +77,8 @@ BAD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(a
                        st.text(max_size=5), st.sampled_from(["dmlp", "mlp", "M", "h", "type1"]))
 KEYS = [("data", "name"), ("data", "seq_len"), ("data", "label_len"), ("data", "pred_len"),
         ("data", "batch_size"), ("data", "eval_batch_size"), ("data", "features"),
-        ("data", "freq"), ("model", "name"), ("model", "d_model"), ("model", "norm"),
+        ("data", "freq"), ("data", "split"), ("data", "val_fraction"), ("model", "name"),
+        ("model", "d_model"), ("model", "norm"),
         ("optim", "lr"), ("optim", "schedule"), ("optim", "weight_decay"), ("train", "epochs"),
         ("train", "patience"), ("train", "log_every"), ("train", "checkpoint_every"),
         ("parallel", "mode"), ("distill", "alpha"), ("distill", "beta"), ("kind", None)]

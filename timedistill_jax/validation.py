@@ -5,7 +5,7 @@ Each problem is one ``ConfigError`` naming the value, what is wrong and the fix.
 
 import os
 
-from timedistill_jax.data import DATASETS
+from timedistill_jax.data import DATASETS, SPLIT_MODES
 from timedistill_jax.data.time_features import num_time_features
 from timedistill_jax.errors import ConfigError, unknown_name
 from timedistill_jax.models import REGISTRY, model_fields
@@ -51,6 +51,14 @@ def validate_config(config) -> None:
   if d.features not in FEATURES:
     raise unknown_name("features mode (config.data.features)", d.features, FEATURES)
   num_time_features(d.freq)  # raises ConfigError for an unknown frequency
+  split = d.get("split", "reference")
+  if split not in SPLIT_MODES:
+    raise unknown_name("split (config.data.split)", split, SPLIT_MODES)
+  fraction = d.get("val_fraction", 0.1)
+  _number(fraction, "config.data.val_fraction", positive=True)
+  if fraction >= 1:
+    raise ConfigError(f"config.data.val_fraction must be below 1 (the share of the rows kept "
+                      f"for validation by --config.data.split=deploy), got {fraction!r}.")
 
   m = config.model
   if m.name not in REGISTRY:

@@ -9,6 +9,7 @@ from timedistill_jax.data.datasets import DATASETS
 from timedistill_jax.data.datasets import DatasetSpec
 from timedistill_jax.data.datasets import fit_scaler
 from timedistill_jax.data.datasets import load_dataset
+from timedistill_jax.data.datasets import SPLIT_MODES
 from timedistill_jax.data.datasets import split_borders
 from timedistill_jax.data.datasets import Splits
 from timedistill_jax.data.datasets import synthetic_frame
@@ -23,7 +24,7 @@ from timedistill_jax.data.windows import num_batches
 from timedistill_jax.data.windows import WindowSplit
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "Splits", "WindowSplit", "default_data_dir", "download",
+    "DATASETS", "DatasetSpec", "SPLIT_MODES", "Splits", "WindowSplit", "default_data_dir", "download",
     "epoch_order", "fit_scaler", "iterate_batches", "load_dataset", "num_batches",
     "num_time_features", "resolve_data_dir", "split_borders", "synthetic_frame", "time_features",
 ]

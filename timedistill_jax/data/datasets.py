@@ -11,25 +11,34 @@ Differences from the reference, all about refusing bad input early: a file with 
 non-numeric cells, too few rows, the wrong number of variates or a window longer than a split
 raises ``DataError`` naming the file, row, column and fix, where TSLib would train on NaNs or fail
 deep inside PyTorch. For ``features='MS'`` on a layout that keeps the file's column order (ETT,
-Solar) the target must be the last column, since the model predicts the last channel.
+Solar) the target must be the last column, since the model predicts the last channel. The cell
+and date checks live in ``checks.py``, which forecasting shares.
+
+Not in the reference: ``split='deploy'`` (train on every row but a validation tail, for a model
+that forecasts past the end of its file), and the sampling interval of the training rows, kept in
+``Splits.metadata()`` so that a forecast can check its input's dates and date its output.
 """
 
 import dataclasses
 from pathlib import Path
 from typing import Optional
-import warnings
-import zlib
 
 import numpy as np
 import pandas as pd
 
 from timedistill_jax.data import download as download_lib
+from timedistill_jax.data.checks import (KNOWN_INTERVALS, check_header, check_order,
+                                         check_values, infer_interval, names, parse_dates,
+                                         read_csv)
 from timedistill_jax.data.time_features import time_features
 from timedistill_jax.data.windows import WindowSplit, check_window_lengths
 from timedistill_jax.errors import ConfigError, DataError, unknown_name
 
 LAYOUTS = ("ett_hour", "ett_minute", "custom", "solar", "synthetic")
 FEATURE_MODES = ("M", "MS", "S")
+# ``reference``: TSLib's borders. ``deploy``: train on every row but a validation tail, so that a
+# forecast can start where the file ends (docs/deploy.md).
+SPLIT_MODES = ("reference", "deploy")
 SPLIT_NAMES = ("train", "val", "test")
 
 
@@ -94,6 +103,8 @@ class Splits:
   freq: str = "h"
   borders: tuple[tuple[int, int], ...] = ()  # (border1, border2) rows of train, val, test
   source: str = ""  # the file read, or "generated"
+  interval: str = ""  # sampling interval of the training rows ("h", "15min"; checks.py)
+  split: str = "reference"  # how the borders were drawn (SPLIT_MODES)
 
   def metadata(self) -> dict:
     """JSON-able description, stored with checkpoints so predictions can be unscaled later."""
@@ -114,12 +125,24 @@ class Splits:
         "features": self.features,
         "target": self.target,
         "freq": self.freq,
+        "interval": self.interval,
+        "split": self.split,
     }
 
 
-def split_borders(layout: str, num_rows: int, seq_len: int):
-  """TSLib's ``(border1s, border2s)``: split ``k`` holds rows ``[border1s[k], border2s[k])``."""
-  if layout in ("ett_hour", "ett_minute", "synthetic"):
+def split_borders(layout: str, num_rows: int, seq_len: int, split: str = "reference",
+                  val_fraction: float = 0.1):
+  """TSLib's ``(border1s, border2s)``: split ``k`` holds rows ``[border1s[k], border2s[k])``.
+
+  ``split='deploy'``: train on rows ``[0, N - n)`` and validate on the last ``n =
+  int(val_fraction N)`` (windows starting ``seq_len`` early, as usual); the test split is that
+  validation tail again, since no row is left over. Any layout.
+  """
+  if split == "deploy":
+    num_val = int(num_rows * val_fraction)
+    border1s = [0, num_rows - num_val - seq_len, num_rows - num_val - seq_len]
+    border2s = [num_rows - num_val, num_rows, num_rows]
+  elif layout in ("ett_hour", "ett_minute", "synthetic"):
     month = 30 * 24 * (4 if layout == "ett_minute" else 1)
     border1s = [0, 12 * month - seq_len, 16 * month - seq_len]
     border2s = [12 * month, 16 * month, 20 * month]
@@ -170,12 +193,6 @@ def synthetic_frame(num_rows: int = 14400) -> pd.DataFrame:
   return frame
 
 
-def _names(columns, limit: int = 12) -> str:
-  columns = [str(c) for c in columns]
-  shown = ", ".join(repr(c) for c in columns[:limit])
-  return shown + (f", ... ({len(columns)} in all)" if len(columns) > limit else "")
-
-
 def _find_file(spec: DatasetSpec, data_dir, path) -> Path:
   """The file to read: ``path`` if given, else ``<filename>[.gz]`` in the data folder."""
   if path is not None:
@@ -200,26 +217,12 @@ def _find_file(spec: DatasetSpec, data_dir, path) -> Path:
 
 def _read_frame(spec: DatasetSpec, file: Path) -> pd.DataFrame:
   """The raw table; Solar's headerless matrix gets the column names "0", "1", ..."""
-  try:
-    if spec.layout == "solar":
-      frame = pd.read_csv(file, header=None, sep=",")
-      frame.columns = [str(i) for i in range(frame.shape[1])]
-      return frame
-    frame = pd.read_csv(file)
-  except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError, EOFError,
-          zlib.error) as e:
-    raise DataError(f"cannot read {file} as a CSV file ({type(e).__name__}: {e}); check that it "
-                    "is an uncompressed or gzip-compressed comma-separated file.") from e
-  if "date" not in frame.columns:
-    raise DataError(
-        f"{file} has no 'date' column (columns: {_names(frame.columns)}); the {spec.layout} "
-        "layout needs a first column named 'date' followed by one column per variate.")
-  unnamed = [str(c) for c in frame.columns if str(c).startswith("Unnamed: ")]
-  if unnamed:  # pandas' name for a header cell left empty: a saved row index, as a rule
-    raise DataError(
-        f"{file} has a column without a name ({unnamed[0]!r}), usually the row index pandas "
-        "writes by default; it would be trained on as a variate. Drop that column, or write "
-        "the file with DataFrame.to_csv(..., index=False).")
+  if spec.layout == "solar":
+    frame = read_csv(file, header=None, sep=",")
+    frame.columns = [str(i) for i in range(frame.shape[1])]
+    return frame
+  frame = read_csv(file)
+  check_header(frame, file, f"the {spec.layout} layout")
   return frame
 
 
@@ -234,7 +237,7 @@ def _select_columns(frame, spec, features, target, file) -> list[str]:
   reorders = spec.layout == "custom"  # Dataset_Custom moves the target last, others keep order
   if target not in variates and (features != "M" or reorders):
     raise DataError(
-        f"target column {target!r} not in {file} (variates: {_names(variates)}); pass "
+        f"target column {target!r} not in {file} (variates: {names(variates)}); pass "
         "--config.data.target= with one of these names.")
   if features == "S":
     return [target]
@@ -247,43 +250,6 @@ def _select_columns(frame, spec, features, target, file) -> list[str]:
         "--config.data.features=S, or dataset 'custom' with --config.data.path=, which moves "
         "the target last.")
   return variates
-
-
-def _check_values(frame: pd.DataFrame, columns: list[str], file) -> np.ndarray:
-  """The selected columns as float64 ``[N, C]``, after refusing non-numeric and non-finite cells."""
-  first = None  # (row, column, value) of the first non-numeric cell
-  for col in columns:
-    if pd.api.types.is_numeric_dtype(frame[col]):
-      continue
-    raw = frame[col]
-    bad = pd.to_numeric(raw, errors="coerce").isna().to_numpy() & raw.notna().to_numpy()
-    if bad.any():
-      row = int(np.argmax(bad))
-      if first is None or row < first[0]:
-        first = (row, col, raw.iloc[row])
-  if first is not None:
-    row, col, value = first
-    raise DataError(
-        f"{file}: non-numeric value {value!r} in column {col!r} at data row {row} (0-based, header "
-        "excluded); every variate cell must be a number. Fix or remove that cell.")
-  table = frame[columns]
-  if not all(pd.api.types.is_numeric_dtype(t) for t in table.dtypes):
-    table = table.apply(pd.to_numeric)  # text columns that hold only numbers
-  values = table.to_numpy(np.float64)  # [N, C]
-  # Training runs in float32: a value past its range would become inf after the cast.
-  with np.errstate(invalid="ignore"):
-    finite = np.abs(values) <= np.finfo(np.float32).max
-  if not finite.all():
-    row = int(np.argmax(~finite.all(axis=1)))
-    c = int(np.argmax(~finite[row]))
-    value = values[row, c]
-    kind = ("an empty/NaN cell" if np.isnan(value) else f"the value {value}" if np.isinf(value)
-            else f"the value {value:g}, beyond float32's range (about 3.4e38),")
-    raise DataError(
-        f"{file}: {kind} in column {columns[c]!r} at data row {row} (0-based, header excluded). "
-        "The reference loaders do not fill gaps, and one non-finite value makes the scaler and "
-        "the loss NaN; fill or drop such rows before loading.")
-  return values
 
 
 def _check_rows(name, file, layout, num_rows, border1s, border2s, seq_len, pred_len) -> None:
@@ -306,41 +272,15 @@ def _check_rows(name, file, layout, num_rows, border1s, border2s, seq_len, pred_
           "pred_len.")
 
 
-def _parse_dates(frame: pd.DataFrame, file) -> pd.DatetimeIndex:
-  raw = frame["date"]
-  with warnings.catch_warnings():
-    # A first cell that is not a date makes pandas warn before parsing each cell alone; the
-    # DataError below names that cell, one message instead of two.
-    warnings.filterwarnings("ignore", "Could not infer format", UserWarning)
-    dates = pd.to_datetime(raw, errors="coerce")
-  bad = dates.isna().to_numpy()
-  if bad.any():
-    row = int(np.argmax(bad))
-    raise DataError(f"{file}: column 'date' at data row {row} (0-based, header excluded) holds "
-                    f"{raw.iloc[row]!r}, not a date; write dates like '2016-07-01 00:00:00'.")
-  return pd.DatetimeIndex(dates)
-
-
-def _check_order(dates: pd.DatetimeIndex, file) -> None:
-  """A user's file must run forward in time with no repeated timestamp.
-
-  Only for ``custom`` files: the benchmark files are read exactly as the reference reads them
-  (Weather repeats 2020-05-12 06:00:00 once, and the published numbers include it).
-  """
-  steps = np.diff(dates.asi8)
-  bad = np.flatnonzero(steps <= 0)
-  if bad.size:
-    row = int(bad[0]) + 1
-    what = "repeats the timestamp of" if steps[bad[0]] == 0 else "is earlier than"
-    raise DataError(
-        f"{file}: column 'date' at data row {row} (0-based, header excluded) holds "
-        f"{dates[row]}, which {what} the row before; sort the file by date and remove "
-        "duplicate rows.")
-
-
-def _check_args(name, features, freq, path, spec) -> None:
+def _check_args(name, features, freq, path, spec, split, val_fraction) -> None:
   if features not in FEATURE_MODES:
     raise unknown_name("features mode", features, FEATURE_MODES)
+  if split not in SPLIT_MODES:
+    raise unknown_name("split", split, SPLIT_MODES)
+  if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not (
+      0 < val_fraction < 1):
+    raise ConfigError(f"val_fraction must be a number in (0, 1), got {val_fraction!r}; "
+                      "e.g. 0.1 keeps the last tenth of the rows for validation.")
   time_features(pd.DatetimeIndex([]), freq)  # ConfigError on an unknown freq, before any I/O
   if spec.name == "custom" and path is None:
     raise ConfigError("dataset 'custom' needs path= pointing at a CSV in TSLib layout "
@@ -351,19 +291,21 @@ def _check_args(name, features, freq, path, spec) -> None:
 
 def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data_dir=None,
                  features: str = "M", target: str = "OT", freq: str = "h",
-                 path=None) -> Splits:
+                 path=None, split: str = "reference", val_fraction: float = 0.1) -> Splits:
   """Reads, checks, scales and splits dataset ``name`` (a key of ``DATASETS``).
 
   ``data_dir``: folder holding the files (else ``$TIMEDISTILL_DATA_DIR``, else the cache
   folder; missing ETT files are downloaded there). ``path``: the CSV for ``'custom'``; for
   other datasets it replaces the data-folder lookup. ``features``: 'M' (all variates in, all
   out), 'MS' (all in, target last) or 'S' (target only). ``freq``: time-feature frequency.
+  ``split``: 'reference' (TSLib's borders) or 'deploy' (every row but the last
+  ``val_fraction`` trains; ``split_borders``).
   """
   if name not in DATASETS:
     raise unknown_name("dataset", name, DATASETS)
   spec = DATASETS[name]
   check_window_lengths(seq_len, label_len, pred_len)
-  _check_args(name, features, freq, path, spec)
+  _check_args(name, features, freq, path, spec, split, val_fraction)
 
   if spec.layout == "synthetic":
     file, frame = "generated", synthetic_frame()
@@ -371,18 +313,20 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
     file = _find_file(spec, data_dir, path)
     frame = _read_frame(spec, file)
   columns = _select_columns(frame, spec, features, target, file)
-  values = _check_values(frame, columns, file)  # [N, C] float64
+  values = check_values(frame, columns, file)  # [N, C] float64
   num_rows = len(values)
-  border1s, border2s = split_borders(spec.layout, num_rows, seq_len)
+  border1s, border2s = split_borders(spec.layout, num_rows, seq_len, split, val_fraction)
   _check_rows(name, file, spec.layout, num_rows, border1s, border2s, seq_len, pred_len)
   if spec.layout == "solar":
     # TimeDistill passes no marks for Solar, so models get no time-feature tokens.
     marks = np.zeros((num_rows, 0), np.float32)  # [N, 0]
+    interval = KNOWN_INTERVALS.get(name, "")  # the file has no dates
   else:
-    dates = _parse_dates(frame, file)
+    dates = parse_dates(frame, file)
     if spec.name == "custom":
-      _check_order(dates, file)
+      check_order(dates, file)
     marks = time_features(dates, freq)  # [N, F]
+    interval = infer_interval(dates[border1s[0]:border2s[0]])
 
   mean, std = fit_scaler(values[border1s[0]:border2s[0]])
   data = values - mean  # [N, C] float64, scaled in place to keep the peak memory of Traffic low
@@ -396,4 +340,4 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
       *splits, scaler_mean=mean, scaler_std=std, columns=tuple(str(c) for c in columns),
       name=name, num_channels=len(columns), num_time_features=marks.shape[1],
       target_index=0 if features == "S" else -1, features=features, target=target, freq=freq,
-      borders=tuple(zip(border1s, border2s)), source=str(file))
+      borders=tuple(zip(border1s, border2s)), source=str(file), interval=interval, split=split)

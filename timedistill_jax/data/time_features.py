@@ -74,6 +74,20 @@ FEATURES_BY_FREQ: dict[str, tuple[_Feature, ...]] = {
 }
 
 
+# Name and formula of each feature, written into exported models' metadata so that a server
+# without pandas can build the marks (``timedistill_jax.serving.time_features`` reads the names).
+DESCRIPTIONS: dict[_Feature, tuple[str, str]] = {
+    _second_of_minute: ("second_of_minute", "second / 59 - 0.5"),
+    _minute_of_hour: ("minute_of_hour", "minute / 59 - 0.5"),
+    _hour_of_day: ("hour_of_day", "hour / 23 - 0.5"),
+    _day_of_week: ("day_of_week", "weekday / 6 - 0.5, Monday = 0"),
+    _day_of_month: ("day_of_month", "(day of month - 1) / 30 - 0.5"),
+    _day_of_year: ("day_of_year", "(day of year - 1) / 365 - 0.5"),
+    _month_of_year: ("month_of_year", "(month - 1) / 11 - 0.5"),
+    _week_of_year: ("week_of_year", "(ISO week - 1) / 52 - 0.5"),
+}
+
+
 def _features_for(freq: str) -> tuple[_Feature, ...]:
   """Features of ``freq``; a multiple such as ``'15min'`` or ``'1H'`` counts as its unit."""
   match = re.fullmatch(r"\s*\d*\s*([A-Za-z]+)\s*", freq) if isinstance(freq, str) else None
@@ -84,6 +98,11 @@ def _features_for(freq: str) -> tuple[_Feature, ...]:
         f"{', '.join(FEATURES_BY_FREQ)} (optionally with a multiple, e.g. '15min'). "
         "The reference uses 'h' for every dataset.")
   return FEATURES_BY_FREQ[unit]
+
+
+def describe(freq: str = "h") -> list:
+  """``[{"name", "formula"}]`` of the features of ``freq``, in column order."""
+  return [dict(zip(("name", "formula"), DESCRIPTIONS[f])) for f in _features_for(freq)]
 
 
 def num_time_features(freq: str = "h") -> int:

@@ -34,7 +34,8 @@ def load_splits(config):
   return load_dataset(
       d.name, seq_len=d.seq_len, label_len=d.label_len, pred_len=d.pred_len,
       data_dir=d.data_dir or None, features=d.features, target=d.target, freq=d.freq,
-      path=d.path or None)
+      path=d.path or None, split=d.get("split", "reference"),
+      val_fraction=d.get("val_fraction", 0.1))
 
 
 def f_dim_of(config) -> int:
