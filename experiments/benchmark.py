@@ -33,7 +33,7 @@ from timedistill_jax import steps
 from timedistill_jax.configs import common, sweeps
 from timedistill_jax.configs import student as student_config
 from timedistill_jax.configs import teacher as teacher_config
-from timedistill_jax.data import DATASETS
+from timedistill_jax.data import DATASETS, dataset_name
 from timedistill_jax.data.time_features import num_time_features
 from timedistill_jax.errors import ConfigError, TimeDistillError
 from timedistill_jax.models import build_model, count_params
@@ -211,7 +211,7 @@ def table_stem(out: Path, dataset: str, seq_len: int, pred_len: int, batch: int,
 
 def main(argv):
   del argv
-  dataset = _DATASET.value
+  dataset = dataset_name(_DATASET.value)  # Time-Series-Library's names too, any case
   try:
     common.check_name("dataset", dataset, tuple(DATASETS))
     for m in _MODELS.value:

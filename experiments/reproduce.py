@@ -45,6 +45,7 @@ from timedistill_jax.configs import distill as distill_config
 from timedistill_jax.configs import student as student_config
 from timedistill_jax.configs import sweeps
 from timedistill_jax.configs import teacher as teacher_config
+from timedistill_jax.data import dataset_name
 from timedistill_jax.errors import ConfigError, TimeDistillError
 from timedistill_jax.runs import ensemble as ensemble_lib
 
@@ -91,7 +92,7 @@ def plan(sweep: sweeps.Sweep, *, datasets=None, horizons=None, teachers=None, va
   teachers of ``ENSEMBLE_TEACHERS``), and each seed's distillation variants as one ensemble
   distilling from that seed's teacher (``ensemble_plan``).
   """
-  datasets = _subset(datasets, sweep.datasets, "dataset")
+  datasets = _subset(datasets and [dataset_name(d) for d in datasets], sweep.datasets, "dataset")
   horizons = _subset(horizons, sweep.horizons, "horizon")
   # A sweep names the teachers it runs by default; --teachers may pick any known teacher (e.g.
   # the alpha x beta grid with the iTransformer teacher instead of the paper's ModernTCN).

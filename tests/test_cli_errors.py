@@ -14,7 +14,7 @@ CASES = [
     (["--config", "student:dataset=synthetic", "--config.optim.learning_rate=0.1"],
      "unknown config key 'optim.learning_rate'; optim has: lr, schedule, weight_decay"),
     (["--config", "student:dataset=synthetic", "--config.nogroup.x=1"],
-     "unknown config key 'nogroup.x'; the config has: data, kind, model, optim"),
+     "unknown config key 'nogroup.x'; the config has: data, ensemble, kind, model, optim"),
     (["--config", "student:dataset=synthetic", "--config.train.epocs=3"],
      'Did you mean "epochs"'),
 ]

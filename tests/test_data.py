@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from timedistill_jax.data import DATASETS
+from timedistill_jax.data import dataset_name
 from timedistill_jax.data import iterate_batches
 from timedistill_jax.data import load_dataset
 from timedistill_jax.data import num_batches
@@ -391,3 +392,26 @@ def test_bad_window_lengths(lengths):
   seq_len, label_len, pred_len = lengths
   with pytest.raises(ConfigError):
     load_dataset("synthetic", seq_len=seq_len, label_len=label_len, pred_len=pred_len)
+
+
+@pytest.mark.parametrize("name, key", [
+    ("ETTh1", "etth1"), ("ettm2", "ettm2"), ("ECL", "ecl"), ("electricity", "ecl"),
+    ("Traffic", "traffic"), ("Weather", "weather"), ("Solar", "solar"), ("solar_AL", "solar"),
+    ("SOLAR_al", "solar")])
+def test_time_series_library_names_in_any_case(name, key):
+  assert dataset_name(name) == key
+
+
+def test_time_series_library_names_everywhere_a_dataset_is_named(tmp_path, data_dir):
+  from timedistill_jax.configs import get_config
+  from timedistill_jax.run import run
+
+  splits = load_dataset("ETTh1", seq_len=96, label_len=48, pred_len=24)
+  assert splits.name == "etth1" and len(splits.train) == 8640 - 96 - 24 + 1
+  config = get_config("student", "dataset=ETTh1,smoke=True")
+  assert config.data.name == "etth1"
+  config.data.name = "ETTH1"  # as --config.data.name=ETTH1 would set it
+  config.train.progress = False
+  assert run(config, tmp_path / "run")["dataset"] == "etth1"
+  with pytest.raises(ConfigError, match="unknown dataset 'ettx1'"):
+    get_config("student", "dataset=ETTx1")

@@ -6,6 +6,7 @@ Each problem is one ``ConfigError`` naming the value, what is wrong and the fix.
 import os
 
 from timedistill_jax.data import DATASETS, SPLIT_MODES
+from timedistill_jax.data.datasets import dataset_name
 from timedistill_jax.data.time_features import num_time_features
 from timedistill_jax.errors import ConfigError, unknown_name
 from timedistill_jax.models import REGISTRY, model_fields
@@ -37,6 +38,8 @@ def validate_config(config) -> None:
   if kind not in RUN_KINDS:
     raise unknown_name("run kind (config.kind)", kind, RUN_KINDS)
   d = config.data
+  if isinstance(d.name, str):
+    d.name = dataset_name(d.name)  # Time-Series-Library's names and any case
   if d.name not in DATASETS:
     raise unknown_name("dataset", d.name, DATASETS)
   if d.name == "custom" and not d.path:

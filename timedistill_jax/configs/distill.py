@@ -34,11 +34,13 @@ Expected: ETTh1 H=96 with an iTransformer teacher and alpha = beta = 1, test MSE
 import ml_collections
 
 from timedistill_jax.configs import common
+from timedistill_jax.data.datasets import dataset_name
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, dataset="etth1", teacher="itransformer", pred_len=96,
                        student="dmlp", seed=2021, smoke=False)
+  a.dataset = dataset_name(a.dataset)  # ETTh1, ECL, electricity, solar_AL, ...
   common.check_name("dataset", a.dataset, common.DATASETS)
   common.check_name("teacher", a.teacher, common.TEACHERS)
   s = common.STUDENT[a.dataset]

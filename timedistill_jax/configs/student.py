@@ -16,10 +16,12 @@ and 0.397 for the plain MLP (docs/pytorch.md, "The reference code on this machin
 import ml_collections
 
 from timedistill_jax.configs import common
+from timedistill_jax.data.datasets import dataset_name
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, dataset="etth1", pred_len=96, model="dmlp", seed=2021, smoke=False)
+  a.dataset = dataset_name(a.dataset)  # ETTh1, ECL, electricity, solar_AL, ...
   common.check_name("dataset", a.dataset, common.DATASETS)
   s = common.STUDENT[a.dataset]
 

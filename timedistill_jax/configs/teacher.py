@@ -16,11 +16,13 @@ docs/pytorch.md), in about a minute on 2 cores.
 import ml_collections
 
 from timedistill_jax.configs import common
+from timedistill_jax.data.datasets import dataset_name
 
 
 def get_config(arg=None):
   a = common.parse_arg(arg, dataset="etth1", model="itransformer", pred_len=96, seed=2021,
                        smoke=False)
+  a.dataset = dataset_name(a.dataset)  # ETTh1, ECL, electricity, solar_AL, ...
   common.check_name("dataset", a.dataset, common.DATASETS)
   common.check_name("teacher", a.model, common.TEACHER_MODEL)
   train = dict(batch_size=32, lr=1e-4, epochs=10, patience=5)

@@ -5,7 +5,9 @@
     ...  # batch["x"]: [B, L, C], batch["y"]: [B, S + H, C], batch["mask"]: [B]
 """
 
+from timedistill_jax.data.datasets import ALIASES
 from timedistill_jax.data.datasets import DATASETS
+from timedistill_jax.data.datasets import dataset_name
 from timedistill_jax.data.datasets import DatasetSpec
 from timedistill_jax.data.datasets import fit_scaler
 from timedistill_jax.data.datasets import load_dataset
@@ -24,7 +26,8 @@ from timedistill_jax.data.windows import num_batches
 from timedistill_jax.data.windows import WindowSplit
 
 __all__ = [
-    "DATASETS", "DatasetSpec", "SPLIT_MODES", "Splits", "WindowSplit", "default_data_dir", "download",
-    "epoch_order", "fit_scaler", "iterate_batches", "load_dataset", "num_batches",
-    "num_time_features", "resolve_data_dir", "split_borders", "synthetic_frame", "time_features",
+    "ALIASES", "DATASETS", "DatasetSpec", "SPLIT_MODES", "Splits", "WindowSplit", "dataset_name",
+    "default_data_dir", "download", "epoch_order", "fit_scaler", "iterate_batches",
+    "load_dataset", "num_batches", "num_time_features", "resolve_data_dir", "split_borders",
+    "synthetic_frame", "time_features",
 ]

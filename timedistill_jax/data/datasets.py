@@ -83,6 +83,16 @@ DATASETS: dict[str, DatasetSpec] = {s.name: s for s in (
     DatasetSpec("synthetic", None, "synthetic", 7),
     DatasetSpec("custom", None, "custom", None),  # any TSLib-layout CSV, given by path=
 )}
+# Time-Series-Library's names where they differ from the keys above (its file names).
+ALIASES = {"electricity": "ecl", "solar_al": "solar"}
+
+
+def dataset_name(name: str) -> str:
+  """The registry key of a dataset named here or as Time-Series-Library names it, in any case:
+  ``ETTh1`` -> ``etth1``, ``ECL`` or ``electricity`` -> ``ecl``, ``solar_AL`` -> ``solar``. An
+  unknown name comes back lower-cased, for the caller to refuse with the valid choices."""
+  key = str(name).strip().lower()
+  return ALIASES.get(key, key)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -301,6 +311,7 @@ def load_dataset(name: str, *, seq_len: int, label_len: int, pred_len: int, data
   ``split``: 'reference' (TSLib's borders) or 'deploy' (every row but the last
   ``val_fraction`` trains; ``split_borders``).
   """
+  name = dataset_name(name)
   if name not in DATASETS:
     raise unknown_name("dataset", name, DATASETS)
   spec = DATASETS[name]
