@@ -25,7 +25,8 @@ def _csv(mutation: str, row: int, col: int, token: str) -> bytes:
   cells = [[f"{np.sin(h + c):.4f}" for c in range(3)] for h in range(ROWS)]
   header = ["date", "a", "b", "OT"]
   if mutation in ("nan", "inf", "text", "empty_cell", "huge"):
-    cells[row][col] = {"nan": "nan", "inf": "-inf", "text": token or "x", "empty_cell": "",
+    # A text token gets an "x" so that it never reads as a number (hypothesis found "0").
+    cells[row][col] = {"nan": "nan", "inf": "-inf", "text": token + "x", "empty_cell": "",
                        "huge": "1e400"}[mutation]
   elif mutation == "duplicate_date":
     dates[row] = dates[row - 1] if row else dates[1]
