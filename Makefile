@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: demo test clean
 
-$(STAMP): setup.py
+$(STAMP): setup.py constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test,plots,tensorboard]"
+	$(PY) -m pip install -q -c constraints.txt -e ".[test,plots,tensorboard]"
 	touch $(STAMP)
 
 demo: $(STAMP)
