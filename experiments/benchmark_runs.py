@@ -368,7 +368,8 @@ def main(argv):
                    f"{', '.join(map(str, e['epochs']))} | {e['same_best_epoch']} | "
                    f"{e['max_relative_test_gap']:.1e} |")
     lines += ["", "The ensemble runs until its last member stops; a member that stopped earlier "
-              "is frozen, but its share of each step is still computed (vmap runs all members)."]
+              "is no longer looked at, but its share of each step is still computed (vmap runs "
+              "all members)."]
   text = "\n".join(lines) + "\n"
   print(text)
   if _OUT.value:

@@ -237,8 +237,8 @@ class DataParallel:
   def compile_member_loop(self, body, *, num_replicated: int = 1, donate: bool = True,
                           clock: PhaseClock | None = None):
     """:meth:`compile_loop` for an ensemble (``steps.run_member_steps``): the carry and the
-    outputs have a leading member axis, ``start`` and ``mask`` are ``[M, K, B]`` and ``count``
-    ``[M]``, placed by :meth:`place_members` and :meth:`shard_member_block`."""
+    outputs have a leading member axis, ``start`` and ``mask`` are ``[M, K, B]`` (placed by
+    :meth:`place_members` and :meth:`shard_member_block`), ``count`` a scalar (``replicate``)."""
     def loop(carry, *rest, axis_name=None):
       *args, data, start, mask, count = rest
       return steps.run_member_steps(body, carry, *args, data=data, start=start, mask=mask,
@@ -251,7 +251,7 @@ class DataParallel:
       raise ConfigError("an ensemble runs under parallel.mode 'none' or 'shard_map'.")
     member = self._member_spec()
     block = self._member_spec(None, AXIS)
-    in_specs = (member,) + (P(),) * num_replicated + (block, block, member)
+    in_specs = (member,) + (P(),) * num_replicated + (block, block, P())
     mapped = jax.shard_map(functools.partial(loop, axis_name=AXIS), mesh=self.mesh,
                            in_specs=in_specs, out_specs=(member, member))
     return _AheadOfTime(jax.jit(mapped, donate_argnums=donate_argnums), clock)

@@ -206,6 +206,25 @@ def predict_step(variables, batch, *, model):
 
 # -- many steps per call, windows gathered on the device ------------------------------------------
 
+def _loop(call, carry, count, num: int):
+  """``count`` (traced, at most ``num``) iterations of ``call(carry, k) -> (carry, out)``; every
+  leaf of ``out`` stacked to ``[num, ...]``, zeros past ``count``."""
+  shapes = jax.eval_shape(lambda c: call(c, 0)[1], carry)
+  # Under shard_map a buffer must vary over the mesh axes of what is written into it, and zeros
+  # made from nothing vary over none: tie them to the carry, which varies like a step's outputs
+  # (over an ensemble's member axis, not over the data axis its metrics are averaged on).
+  anchor = jnp.where(True, 0, jax.tree.leaves(carry)[0].reshape(-1)[0])
+  outs = jax.tree.map(lambda a: jnp.zeros((num,) + a.shape, a.dtype) + anchor.astype(a.dtype),
+                      shapes)
+
+  def one(k, loop):
+    carry, outs = loop
+    carry, out = call(carry, k)
+    return carry, jax.tree.map(lambda buf, v: buf.at[k].set(v), outs, out)
+
+  return jax.lax.fori_loop(0, count, one, (carry, outs))
+
+
 def run_steps(body, carry, *args, data, start, mask, count, axis_name=None):
   """``count`` calls of ``body(carry, *args, batch, axis_name=...) -> (carry, out)`` in one
   program, batch ``k`` being the windows that start at rows ``start[k]`` of ``data`` (a
@@ -220,31 +239,21 @@ def run_steps(body, carry, *args, data, start, mask, count, axis_name=None):
   def call(carry, k):
     return body(carry, *args, data.gather(start[k], mask[k]), axis_name=axis_name)
 
-  shapes = jax.eval_shape(lambda c: call(c, 0)[1], carry)
-  # Under shard_map a buffer must vary over the mesh axes of what is written into it, and zeros
-  # made from nothing vary over none: tie them to the carry, which varies like a step's outputs
-  # (over an ensemble's member axis, not over the data axis its metrics are averaged on).
-  anchor = jnp.where(True, 0, jax.tree.leaves(carry)[0].reshape(-1)[0])
-  outs = jax.tree.map(
-      lambda a: jnp.zeros(start.shape[:1] + a.shape, a.dtype) + anchor.astype(a.dtype), shapes)
-
-  def one(k, loop):
-    carry, outs = loop
-    carry, out = call(carry, k)
-    return carry, jax.tree.map(lambda buf, v: buf.at[k].set(v), outs, out)
-
-  return jax.lax.fori_loop(0, count, one, (carry, outs))
+  return _loop(call, carry, count, start.shape[0])
 
 
 def run_member_steps(body, carry, *args, data, start, mask, count, axis_name=None):
-  """:func:`run_steps` for an ensemble: every leaf of ``carry`` and ``start, mask: [M, K, B]``,
-  ``count: [M]`` carry a leading member axis, mapped with ``jax.vmap``; ``args`` and ``data``
-  are shared. A member whose ``count`` is 0 (it has stopped) keeps its carry unchanged."""
-  def member(carry, start, mask, count):
-    return run_steps(body, carry, *args, data=data, start=start, mask=mask, count=count,
-                     axis_name=axis_name)
+  """:func:`run_steps` for an ensemble: every leaf of ``carry`` has a leading member axis,
+  ``start, mask`` are ``[M, K, B]``, and each of the ``count`` iterations runs every member's
+  step at once (``jax.vmap`` over the members inside the loop, so the loop itself is one, with a
+  plain trip count). ``args`` and ``data`` are shared. Returns ``(carry, outs [M, K, ...])``."""
+  member = jax.vmap(lambda c, s, m: body(c, *args, data.gather(s, m), axis_name=axis_name))
 
-  return jax.vmap(member)(carry, start, mask, count)
+  def call(carry, k):
+    return member(carry, start[:, k], mask[:, k])
+
+  carry, outs = _loop(call, carry, count, start.shape[1])
+  return carry, jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
 
 
 def as_loop_body(fn):

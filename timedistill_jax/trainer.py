@@ -11,7 +11,7 @@ or an ensemble of many: the kind only decides how the state is built and which s
   loss is checked (``guards.LossGuard``);
 * evaluates validation MSE over every window each epoch in one call, keeps ``best`` and
   ``latest`` checkpoints apart, and stops each member early with the reference's patience rule
-  (a stopped member of an ensemble is frozen while the others go on);
+  (a stopped member of an ensemble is no longer looked at while the others go on);
 * restores the best state, evaluates it on every test window and writes ``results.json``, with
   the run's time split into phases (compile, steps, evaluation, checkpoints, ...);
 * resumes from the ``latest`` checkpoint of its workdir when restarted.

@@ -144,7 +144,7 @@ class Evaluator:
       placed = par.replicate(data)
       self._fn = lambda v, start, mask, count: compiled(
           v, placed, *(par.shard_member_block(np.broadcast_to(a, (members,) + np.shape(a)))
-                       for a in (start, mask, np.int32(count))))
+                       for a in (start, mask)), par.replicate(np.int32(count)))
 
   def _num_batches(self, name: str) -> int:
     n = num_batches(getattr(self.splits, name), self.batch_size)

@@ -9,7 +9,7 @@ share the data, the teachers and their cached outputs, and one compiled step.
 Member ``m`` computes what the single run of ``member_config(config, members[m])`` computes:
 its own initial state and data order, its own BatchNorm statistics, learning-rate schedule and
 loss weights (traced, when the members' differ), its own early stopping (a member that has
-stopped is frozen by a step count of 0 while the others go on).
+stopped is no longer looked at, its best state kept, while the others go on).
 """
 
 import itertools
@@ -159,7 +159,9 @@ def build(parts, config, splits, par, clock=None) -> Run:
     (state, placed_weights[0]), metrics = compiled(
         (state, placed_weights[0]), *parts.replicated, placed_data,
         par.shard_member_block(start), par.shard_member_block(mask),
-        par.shard_member_block(np.asarray(count, np.int32)))
+        # Every member runs the call's steps: one that has stopped goes on in its share of the
+        # step, and is ignored (its best state is kept), which costs less than freezing it.
+        par.replicate(np.int32(np.max(count))))
     return state, metrics
 
   def windows(epoch):
