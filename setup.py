@@ -20,6 +20,8 @@ setup(
         "ml-collections>=0.1.1",
         "absl-py>=1.4",
         "tqdm>=4.60",
+        # jax.export serialization (timedistill_jax.export, timedistill_jax.serving)
+        "flatbuffers>=24.3",
     ],
     extras_require={
         # wheel: tests/test_install.py builds the package without build isolation (offline).

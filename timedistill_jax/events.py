@@ -40,7 +40,9 @@ class EventLog:
       return
     root = Path(workdir) / "tensorboard"
     names = [root] if members is None else [root / f"member_{m}" for m in range(members)]
-    self.writers = [SummaryWriter(str(name)) for name in names]
+    # Event files are named by the second they open in: the suffix keeps add_hparams' own file
+    # (same folder, maybe the same second) from replacing the scalars' file.
+    self.writers = [SummaryWriter(str(name), filename_suffix=".scalars") for name in names]
     self.writers[0].add_text("config", "```\n" + json.dumps(config.to_dict(), indent=1,
                                                             default=str) + "\n```")
 
