@@ -49,3 +49,20 @@ def test_each_member_of_an_ensemble_is_a_tensorboard_run(tmp_path):
 def test_switched_off(tmp_path):
   run(student_run_config(epochs=1, tensorboard=False), tmp_path)
   assert not (tmp_path / "tensorboard").exists()
+
+
+def test_tensorboardx_loads_without_torch():
+  """tensorboardX would import torch (seconds) whenever it is installed; a run never needs it,
+  and ``import torch`` works as before afterwards."""
+  import subprocess
+  import sys
+
+  code = ("import importlib.util, sys\n"
+          "from timedistill_jax.events import _summary_writer\n"
+          "_summary_writer()\n"
+          "assert 'torch' not in sys.modules, 'tensorboardX loaded torch'\n"
+          "if importlib.util.find_spec('torch') is not None:\n"
+          "  import torch\n"
+          "  assert torch.zeros(1).shape == (1,)\n")
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr

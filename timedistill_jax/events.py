@@ -27,6 +27,25 @@ def _flat(tree: dict, prefix: str = "") -> dict:
   return out
 
 
+def _summary_writer():
+  """tensorboardX's ``SummaryWriter``, imported without torch.
+
+  tensorboardX imports torch whenever it is installed, only to accept torch tensors (which a run
+  never logs): about 2 s at the start of every run on a machine with the torch extra. Unless
+  torch is already loaded, ``import torch`` is made to fail while tensorboardX loads."""
+  import sys
+
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter
+    return SummaryWriter
+  sys.modules["torch"] = None  # a None entry makes `import torch` raise ImportError
+  try:
+    from tensorboardX import SummaryWriter
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class EventLog:
   """One SummaryWriter a member (one for a single run); a no-op when disabled."""
 
@@ -35,7 +54,7 @@ class EventLog:
     if not enabled:
       return
     try:
-      from tensorboardX import SummaryWriter
+      SummaryWriter = _summary_writer()
     except ImportError:  # the optional extra
       return
     root = Path(workdir) / "tensorboard"
