@@ -71,9 +71,8 @@ def step_runners(pair, splits, k: int) -> tuple[dict, dict]:
   """``name -> (function running its unit, steps in the unit)`` and ``name -> FLOPs a step``."""
   import jax
   import jax.numpy as jnp
-  import torch
 
-  from experiments.compare_pytorch import _sync
+  from experiments.compare_pytorch import torch_step_runners
   from timedistill_jax import parallel, runs, steps
   from timedistill_jax.data.device import device_data, window_starts
   from timedistill_jax.train_state import create_train_state
@@ -126,40 +125,10 @@ def step_runners(pair, splits, k: int) -> tuple[dict, dict]:
     runners[f"JAX {name}, 1 step a call"] = (run_one, 1)
     runners[f"JAX {name}, {k} steps a call"] = (run_many, k)
 
-  tb, tm = pair.t_batch, pair.tm
-  y = tb["y"][:, -pair.pred_len:]
-  t_pred, t_hid = (torch.from_numpy(np.asarray(a)) for a in (pred_t, hid_t))
-  opt_train = torch.optim.Adam(pair.t_student.parameters(), lr=pair.lr)
-  opt_kd = torch.optim.Adam([*pair.t_student.parameters(), *pair.t_regressor.parameters()],
-                            lr=pair.lr)
-
-  def torch_train():
-    pair.t_student.train()
-    opt_train.zero_grad(set_to_none=True)
-    pred, _ = pair.t_student(tb["x"])
-    torch.nn.functional.mse_loss(pred, y).backward()
-    opt_train.step()
-    _sync()
-
-  def torch_distill(cached: bool):
-    pair.t_student.train()
-    pair.t_teacher.eval()
-    opt_kd.zero_grad(set_to_none=True)
-    if cached:
-      pred_t, hid_t = t_pred, t_hid
-    else:
-      with torch.no_grad():
-        pred_t, hid_t = pair.t_teacher(tb["x"], tb["x_mark"])
-    pred_s, hid_s = pair.t_student(tb["x"])
-    total, _ = tm.timedistill_loss(pred_s, pred_t, hid_s, pair.t_regressor(hid_t), y,
-                                   pair.loss.alpha, pair.loss.beta)
-    total.backward()
-    opt_kd.step()
-    _sync()
-
-  runners["PyTorch train_step"] = (torch_train, 1)
-  runners["PyTorch distill_step, teacher online"] = (functools.partial(torch_distill, False), 1)
-  runners["PyTorch distill_step, cached teacher"] = (functools.partial(torch_distill, True), 1)
+  torch_steps = torch_step_runners(pair, (pred_t, hid_t))
+  runners["PyTorch train_step"] = (torch_steps["train"], 1)
+  runners["PyTorch distill_step, teacher online"] = (torch_steps["online"], 1)
+  runners["PyTorch distill_step, cached teacher"] = (torch_steps["cached"], 1)
   return runners, flops
 
 
@@ -184,13 +153,14 @@ def interleaved_ms_per_step(runners: dict, rounds: int, seconds: float) -> dict:
 
 # -- 3. whole runs ------------------------------------------------------------------------------
 
-def teacher_dir(root: Path) -> Path:
-  """The ETTh1 H=96 iTransformer teacher, trained once and reused."""
+def teacher_dir(root: Path, smoke: bool = False) -> Path:
+  """The ETTh1 H=96 iTransformer teacher, trained once and reused (a toy one with ``smoke``)."""
   workdir = root / "teacher_itransformer_etth1_96"
   if not (workdir / "results.json").exists():
     print(f"training the teacher in {workdir} ...")
     subprocess.run([sys.executable, "-m", "timedistill_jax", "--config",
-                    "teacher:dataset=etth1,model=itransformer,pred_len=96", "--workdir",
+                    "teacher:dataset=etth1,model=itransformer,pred_len=96"
+                    + (",smoke=True" if smoke else ""), "--workdir",
                     str(workdir), "--config.train.progress=False"], cwd=ROOT, check=True)
   return workdir
 

@@ -206,7 +206,7 @@ def _grad_diff(jax_grads: dict, module) -> float:
 
 def step_runners(pair: Pair) -> dict:
   """name -> a function running one step to completion (state kept inside)."""
-  b, tb = pair.batch, pair.t_batch
+  b = pair.batch
   box = {}
   copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # each step donates its own state
   # JAX train_step: the student alone, MSE.
@@ -230,37 +230,53 @@ def step_runners(pair: Pair) -> dict:
       jax.block_until_ready(metrics["loss"])
     return run
 
-  tm, y = pair.tm, tb["y"][:, -pair.pred_len:]
-  t_train_opt = torch.optim.Adam(pair.t_student.parameters(), lr=pair.lr)
-  t_kd_opt = torch.optim.Adam([*pair.t_student.parameters(), *pair.t_regressor.parameters()],
-                              lr=pair.lr)
+  torch_steps = torch_step_runners(pair)
+  return {"jax train_step": jax_step("train", train, b),
+          "torch train_step": torch_steps["train"],
+          "jax distill_step (teacher online)": jax_step("online", online, [pair.t_vars], b),
+          "jax distill_step (cached teacher)": jax_step("cached", cached, cached_batch),
+          "torch distill_step (teacher online)": torch_steps["online"]}
 
-  def torch_train():
+
+def torch_step_runners(pair: Pair, teacher_outputs=None) -> dict:
+  """The reference's steps on ``pair``'s PyTorch models, each run to completion: ``train`` (the
+  student alone, MSE, Adam), ``online`` (distillation, the teacher in eval mode under
+  ``no_grad`` on every batch) and, given the teacher's ``(pred, hidden)`` as arrays,
+  ``cached`` (distillation from those outputs)."""
+  tb, tm = pair.t_batch, pair.tm
+  y = tb["y"][:, -pair.pred_len:]
+  opt_train = torch.optim.Adam(pair.t_student.parameters(), lr=pair.lr)
+  opt_kd = torch.optim.Adam([*pair.t_student.parameters(), *pair.t_regressor.parameters()],
+                            lr=pair.lr)
+
+  def train():
     pair.t_student.train()
-    t_train_opt.zero_grad(set_to_none=True)
+    opt_train.zero_grad(set_to_none=True)
     pred, _ = pair.t_student(tb["x"])
     torch.nn.functional.mse_loss(pred, y).backward()
-    t_train_opt.step()
+    opt_train.step()
     _sync()
 
-  def torch_distill():
+  def distill(outputs=None):
     pair.t_student.train()
     pair.t_teacher.eval()
-    t_kd_opt.zero_grad(set_to_none=True)
-    with torch.no_grad():
-      pred_t, hid_t = pair.t_teacher(tb["x"], tb["x_mark"])
+    opt_kd.zero_grad(set_to_none=True)
+    if outputs is None:
+      with torch.no_grad():
+        outputs = pair.t_teacher(tb["x"], tb["x_mark"])
+    pred_t, hid_t = outputs
     pred_s, hid_s = pair.t_student(tb["x"])
     total, _ = tm.timedistill_loss(pred_s, pred_t, hid_s, pair.t_regressor(hid_t), y,
                                    pair.loss.alpha, pair.loss.beta)
     total.backward()
-    t_kd_opt.step()
+    opt_kd.step()
     _sync()
 
-  return {"jax train_step": jax_step("train", train, b),
-          "torch train_step": torch_train,
-          "jax distill_step (teacher online)": jax_step("online", online, [pair.t_vars], b),
-          "jax distill_step (cached teacher)": jax_step("cached", cached, cached_batch),
-          "torch distill_step (teacher online)": torch_distill}
+  runners = {"train": train, "online": distill}
+  if teacher_outputs is not None:
+    cached = tuple(torch.from_numpy(np.asarray(a)) for a in teacher_outputs)
+    runners["cached"] = functools.partial(distill, cached)
+  return runners
 
 
 def _sync():

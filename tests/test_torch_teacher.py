@@ -223,3 +223,9 @@ def test_compare_pytorch_parity_small(torch_modules):
   for key, value in diffs.items():
     if key not in ("largest gradient entry", "loss value"):
       assert value < 1e-5, (key, value)
+  # The timed steps of the speed comparisons run (their figures come from the benchmarks).
+  runners = compare_pytorch.step_runners(pair)
+  outputs = [o.detach().numpy() for o in pair.t_teacher(pair.t_batch["x"], pair.t_batch["x_mark"])]
+  runners["torch cached"] = compare_pytorch.torch_step_runners(pair, outputs)["cached"]
+  for name, step in runners.items():
+    step()
