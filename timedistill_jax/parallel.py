@@ -211,11 +211,7 @@ class DataParallel:
     ``(carry, outs)``, every leaf of ``outs`` stacked to ``[K, ...]`` and the same on every
     device. Compiled ahead of time at the first call; ``clock`` counts that as ``compile``.
     """
-    def loop(carry, *rest, axis_name=None):
-      *args, data, start, mask, count = rest
-      return steps.run_steps(body, carry, *args, data=data, start=start, mask=mask,
-                             count=count, axis_name=axis_name)
-
+    loop = _many_steps(steps.run_steps, body)
     donate_argnums = (0,) if donate else ()
     if self.mode == "none":
       return _AheadOfTime(jax.jit(loop, donate_argnums=donate_argnums), clock)
@@ -239,11 +235,7 @@ class DataParallel:
     """:meth:`compile_loop` for an ensemble (``steps.run_member_steps``): the carry and the
     outputs have a leading member axis, ``start`` and ``mask`` are ``[M, K, B]`` (placed by
     :meth:`place_members` and :meth:`shard_member_block`), ``count`` a scalar (``replicate``)."""
-    def loop(carry, *rest, axis_name=None):
-      *args, data, start, mask, count = rest
-      return steps.run_member_steps(body, carry, *args, data=data, start=start, mask=mask,
-                                    count=count, axis_name=axis_name)
-
+    loop = _many_steps(steps.run_member_steps, body)
     donate_argnums = (0,) if donate else ()
     if self.mode == "none":
       return _AheadOfTime(jax.jit(loop, donate_argnums=donate_argnums), clock)
@@ -255,6 +247,16 @@ class DataParallel:
     mapped = jax.shard_map(functools.partial(loop, axis_name=AXIS), mesh=self.mesh,
                            in_specs=in_specs, out_specs=(member, member))
     return _AheadOfTime(jax.jit(mapped, donate_argnums=donate_argnums), clock)
+
+
+def _many_steps(runner, body):
+  """``runner`` (``steps.run_steps`` or ``steps.run_member_steps``) of ``body`` as a function of
+  ``(carry, *replicated, data, start, mask, count)``, the form the compiled loops take."""
+  def loop(carry, *rest, axis_name=None):
+    *args, data, start, mask, count = rest
+    return runner(body, carry, *args, data=data, start=start, mask=mask, count=count,
+                  axis_name=axis_name)
+  return loop
 
 
 class _AheadOfTime:
